@@ -1,0 +1,125 @@
+"""Stage 4: find dishes in text with a fine-tuned tagger; one API for the CLI and the app.
+
+Input: a `dish-tagger` model folder and texts or a CSV/TXT file. Output: `Span`s, or a CSV with `predicted_dish_name`.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from albert_dish.data import Span, spans_from_labels
+from albert_dish.files import write_text_atomic
+
+log = logging.getLogger(__name__)
+OnProgress = Callable[[int, int], None]
+
+
+class DishTagger:
+    """A loaded dish tagger: `tag(text)` and `tag_batch(texts)` return dishes with offsets and confidence."""
+
+    def __init__(self, model, tokenizer, max_length: int = 128, stride: int = 32, batch_size: int = 32):
+        self.model, self.tokenizer = model.eval(), tokenizer
+        self.max_length, self.stride, self.batch_size = max_length, stride, batch_size
+        self.device = next(model.parameters()).device
+
+    @classmethod
+    def load(cls, model_dir: Path | str, device: str | None = None) -> "DishTagger":
+        """Load a tagger folder once (model, tokenizer; windows sized to the model's positions)."""
+        from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+        model_dir = Path(model_dir)
+        if not (model_dir / "config.json").exists():
+            raise FileNotFoundError(f"{model_dir} is not a dish-tagger folder (no config.json); train one with "
+                                    "`python -m albert_dish train` or use checkpoints/dish-tagger.")
+        model = AutoModelForTokenClassification.from_pretrained(model_dir)
+        if set(model.config.id2label.values()) != {"O", "B-DISH", "I-DISH"}:
+            raise ValueError(f"{model_dir} labels are {model.config.id2label}, not a dish tagger's O/B-DISH/I-DISH.")
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        return cls(model.to(device), tokenizer, max_length=min(128, model.config.max_position_embeddings))
+
+    def tag(self, text: str) -> list[Span]:
+        """Dishes in one text, in order of appearance."""
+        return self.tag_batch([text])[0]
+
+    @torch.no_grad()
+    def tag_batch(self, texts: list[str], on_progress: OnProgress | None = None) -> list[list[Span]]:
+        """Dishes for each text; long texts are covered by overlapping windows whose token scores are averaged."""
+        texts = [t if isinstance(t, str) else "" for t in texts]
+        results: list[list[Span]] = []
+        for begin in range(0, len(texts), self.batch_size):
+            chunk = texts[begin:begin + self.batch_size]
+            results.extend(self._tag_chunk(chunk))
+            if on_progress is not None:
+                on_progress(min(begin + self.batch_size, len(texts)), len(texts))
+        return results
+
+    def _tag_chunk(self, texts: list[str]) -> list[list[Span]]:
+        enc = self.tokenizer(texts, truncation=True, max_length=self.max_length, stride=self.stride, padding=True,
+                             return_overflowing_tokens=True, return_offsets_mapping=True, return_tensors="pt")
+        logits = self.model(input_ids=enc["input_ids"].to(self.device),
+                            attention_mask=enc["attention_mask"].to(self.device)).logits
+        probs = logits.float().softmax(-1).cpu()
+        # Average each token's probabilities over the windows that contain it, keyed by its character offsets.
+        tokens: list[dict[tuple[int, int, int], list]] = [{} for _ in texts]
+        for window, sample in enumerate(enc["overflow_to_sample_mapping"].tolist()):
+            seen: dict[tuple[int, int], int] = {}
+            for (start, end), p in zip(enc["offset_mapping"][window].tolist(), probs[window]):
+                if start == end:
+                    continue
+                k = seen[(start, end)] = seen.get((start, end), -1) + 1
+                slot = tokens[sample].setdefault((start, end, k), [torch.zeros_like(p), 0])
+                slot[0] += p
+                slot[1] += 1
+        results = []
+        for text, table in zip(texts, tokens):
+            keys = sorted(table)
+            mean = [table[key][0] / table[key][1] for key in keys]
+            labels = [int(p.argmax()) for p in mean]
+            scores = [float(p.max()) for p in mean]
+            results.append(spans_from_labels(text, [(s, e) for s, e, _ in keys], labels, scores))
+        return results
+
+
+def read_reviews_file(path: Path, column: str = "review") -> tuple[list[dict[str, str]], list[str]]:
+    """Rows (all columns kept) and their review texts from a CSV with a `review` column or a one-per-line text file."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"Input file {path} does not exist.")
+    text = path.read_text(encoding="utf-8-sig")
+    if path.suffix.lower() != ".csv":
+        rows = [{column: line.strip()} for line in text.splitlines() if line.strip()]
+    else:
+        reader = csv.DictReader(io.StringIO(text))
+        if column not in (reader.fieldnames or []):
+            raise ValueError(f"{path}, line 1: no '{column}' column (columns: {reader.fieldnames}); add a header "
+                             f"row with a '{column}' column, or give a .txt file with one review per line.")
+        rows = list(reader)
+    if not rows:
+        raise ValueError(f"{path} holds no reviews.")
+    return rows, [row.get(column) or "" for row in rows]
+
+
+def format_dishes(spans: list[Span], min_score: float = 0.0) -> str:
+    """Dish names `;`-separated in order of appearance (the tutorial's `dish_name` format)."""
+    return ";".join(s.text for s in spans if s.score >= min_score)
+
+
+def tag_file(tagger: DishTagger, input_path: Path, output_path: Path, column: str = "review",
+             min_score: float = 0.0, on_progress: OnProgress | None = None) -> list[dict[str, str]]:
+    """Tag a CSV/TXT file; write every input column plus `predicted_dish_name` to `output_path` atomically."""
+    rows, texts = read_reviews_file(input_path, column)
+    for row, spans in zip(rows, tagger.tag_batch(texts, on_progress)):
+        row["predicted_dish_name"] = format_dishes(spans, min_score)
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0].keys()))
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(Path(output_path), out.getvalue())
+    log.info("Tagged %d reviews into %s", len(rows), output_path)
+    return rows
