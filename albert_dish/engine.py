@@ -20,17 +20,11 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from albert_dish.files import append_jsonl, read_jsonl, write_json_atomic, write_text_atomic
+from albert_dish.model import describe_device
 
 log = logging.getLogger(__name__)
 OnStep = Callable[[int, int], None]
 STOP_FILE = "STOP"
-
-
-def describe_device() -> str:
-    """The device training will use, in words ("NVIDIA H100 (cuda, bf16)" or "CPU (2 threads)")."""
-    if torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name(0)} (cuda, bf16)"
-    return f"CPU ({torch.get_num_threads()} threads)"
 
 
 def find_checkpoint(run_dir: Path) -> Path | None:

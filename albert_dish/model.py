@@ -88,3 +88,12 @@ def pretraining_heads(model):
 def count_parameters(model) -> int:
     """Number of parameters, counting tied weights once."""
     return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+
+
+def describe_device() -> str:
+    """The device training will use, in words ("NVIDIA H100 80GB HBM3 (CUDA, bf16)" or "CPU (2 threads)")."""
+    import torch
+
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)} (CUDA, bf16)"
+    return f"CPU ({torch.get_num_threads()} threads)"

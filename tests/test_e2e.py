@@ -1,0 +1,48 @@
+"""End to end on a small slice: CLI train (tokenizer, pretraining, fine-tuning), predict, evaluate."""
+import csv
+import json
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def run_cli(*args, cwd):
+    result = subprocess.run([sys.executable, "-m", "albert_dish", *map(str, args)], cwd=cwd, capture_output=True,
+                            text=True, timeout=300, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_train_predict_evaluate(small_data, tmp_path):
+    out = tmp_path / "run"
+    summary = json.loads(run_cli("train", "--preset", "test", "--out", out, "--corpus",
+                                 small_data / "restaurant_review.txt", "--train", small_data / "dish_name_train.csv",
+                                 "--val", small_data / "dish_name_val.csv", "--json", cwd=tmp_path))
+    assert summary["state"] == "finished"
+    tagger = out / "dish-tagger"
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "metrics.jsonl", "results.json"):
+        assert (tagger / name).exists(), name
+    assert 0.0 <= summary["f1"] <= 1.0 and 0.0 <= summary["token_accuracy"] <= 1.0
+    metrics = [json.loads(line) for line in (out / "pretrain" / "metrics.jsonl").read_text().splitlines()]
+    assert {"loss", "mlm_loss", "mlm_accuracy", "sop_accuracy", "learning_rate", "tokens_per_s",
+            "elapsed_s"} <= set(metrics[0])
+    assert any("eval_mlm_accuracy" in m for m in metrics)
+
+    text = "The khao soi was great but the spring rolls were soggy."
+    result = json.loads(run_cli("predict", "--model", tagger, "--json", text, cwd=tmp_path))
+    for dish in result["dishes"]:
+        assert text[dish["start"]:dish["end"]] == dish["text"] and 0.0 <= dish["score"] <= 1.0
+
+    reviews = tmp_path / "reviews.csv"
+    reviews.write_text("id,review\n1,The pad thai was nice\n2,\"Slow service, cold fries\"\n", encoding="utf-8")
+    run_cli("predict", "--model", tagger, "--input", reviews, "--output", tmp_path / "tagged.csv", cwd=tmp_path)
+    with open(tmp_path / "tagged.csv", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["id"] for r in rows] == ["1", "2"] and all("predicted_dish_name" in r for r in rows)
+
+    reports = json.loads(run_cli("evaluate", "--model", tagger, "--data", small_data / "dish_name_val.csv",
+                                 "--train", small_data / "dish_name_train.csv", "--errors", tmp_path / "errors.csv",
+                                 "--json", cwd=tmp_path))
+    assert [r["tagger"] for r in reports] == ["model", "gazetteer"]
+    assert (tmp_path / "errors.csv").exists()
