@@ -33,7 +33,7 @@ class ModelShape:
 
 
 def build_config(kind: Kind, shape: ModelShape, **extra):
-    """Return the transformers config for `kind` with `shape` (dropout off for ALBERT, as in ALBERT v2)."""
+    """Return the transformers config for `kind` with `shape` (ALBERT: no dropout as in v2; tanh GELU, fused)."""
     from transformers import AlbertConfig, BertConfig
 
     common = dict(
@@ -47,7 +47,7 @@ def build_config(kind: Kind, shape: ModelShape, **extra):
         **extra,
     )
     if kind == "albert":
-        return AlbertConfig(embedding_size=shape.embedding_size, hidden_act="gelu_new",
+        return AlbertConfig(embedding_size=shape.embedding_size, hidden_act="gelu_pytorch_tanh",
                             hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, **common)
     if kind == "bert":
         return BertConfig(**common)

@@ -9,7 +9,8 @@ import pytest
 from albert_dish.compare import (ALLREDUCE_FORMULA, KINDS, PAPER_TOLERANCE, CompareReport, build_latency_figure,
                                  build_memory_figure, build_param_figure, count_parameter_table, count_preset_table,
                                  describe_machine, estimate_forward_gflop, explain, load_same_task_result, main,
-                                 measure_latency, measure_training_cost, without_sharing_by_formula, _percentile)
+                                 latency_frame, measure_latency, measure_training_cost, params_frame, same_task_frame,
+                                 without_sharing_by_formula, _percentile)
 from albert_dish.model import ModelShape, build_model, count_parameters
 
 TINY = ModelShape(vocab_size=100, embedding_size=16, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
@@ -122,7 +123,7 @@ def test_training_cost_bytes_follow_parameters():
         assert r.allreduce_bytes_per_worker_fp32 == pytest.approx(2 * 3 / 4 * r.params * 4)
         assert r.allreduce_ms_fp32 == pytest.approx(r.allreduce_bytes_per_worker_fp32 * 8 / 10e9 * 1e3)
         assert r.allreduce_ms_bf16 == pytest.approx(r.allreduce_ms_fp32 / 2)
-        assert r.step_p50_ms > 0 and r.step_min_ms <= r.step_p50_ms
+        assert r.step_p50_ms > 0 and r.step_min_ms <= r.step_p50_ms and 0 < r.optimizer_p50_ms < r.step_p50_ms
     assert rows[1].params < rows[0].params
     assert "2*(n-1)/n" in ALLREDUCE_FORMULA
     with pytest.raises(ValueError, match="workers"):
@@ -168,3 +169,16 @@ def test_main_prints_json(capsys, tmp_path):
     assert {r["name"] for r in data["param_rows"]} >= {"BERT-base", "ALBERT-xxlarge"}
     assert data["preset_rows"] and data["latency_rows"] == [] and data["same_task"] is None
     assert data["machine"]["threads"] >= 1
+
+
+def test_app_tables_build(param_rows, latency_rows):
+    rows, _ = latency_rows
+    report = CompareReport(machine=describe_machine(), param_rows=param_rows,
+                           preset_rows=count_preset_table({"tiny": TINY}), latency_rows=rows)
+    assert report.params == param_rows + report.preset_rows and report.latency == rows
+    assert len(params_frame(report)) == len(report.params) and len(latency_frame(report)) == len(rows)
+    assert "no result" in same_task_frame(report).iloc[0, 0]
+    report.same_task = {"bert": {"f1": 0.8, "params": 5}, "albert": {"f1": 0.78, "params": 2}}
+    assert list(same_task_frame(report)["model"]) == ["bert", "albert"]
+    report.same_task = {"winner": "bert"}
+    assert same_task_frame(report).to_dict("records") == [{"key": "winner", "value": "bert"}]
