@@ -12,7 +12,6 @@ from pathlib import Path
 import gradio as gr
 
 from albert_dish import jobs, plots
-from albert_dish.cli import DATA
 
 log = logging.getLogger("albert_dish.app")
 EXAMPLES = [
@@ -87,8 +86,8 @@ def tag_uploaded_file(file: str | None, model_dir: str, threshold: float, progre
 def _settings(corpus, train, val, preset, steps, epochs, batch_size, learning_rate, max_length) -> dict:
     from albert_dish.data import read_corpus, read_labelled
 
-    files = {"corpus": corpus or DATA / "restaurant_review.txt", "train": train or DATA / "dish_name_train.csv",
-             "val": val or DATA / "dish_name_val.csv"}
+    files = {"corpus": corpus or jobs.DATA / "restaurant_review.txt", "train": train or jobs.DATA / "dish_name_train.csv",
+             "val": val or jobs.DATA / "dish_name_val.csv"}
     try:  # check uploads now, so a bad file is reported here rather than in the log
         read_corpus(Path(files["corpus"]))
         for key in ("train", "val"):
@@ -140,24 +139,23 @@ def stop():
     gr.Info(f"Stopping run '{job['run']}' after the current step; a checkpoint is saved so it can be resumed.")
 
 
-def show_run(run_name: str | None, last_seen: str | None, model_choice: str | None):
-    """Refresh curves, status and log of the selected (or running) run; unchanged runs are skipped."""
+def show_run(run_name: str | None, last_seen: str | None):
+    """Refresh curves, status, log and the model list of the selected (or running) run, when anything changed."""
     active = jobs.active_job()
-    if active and not run_name:
-        run_name = active["run"]
-    if not run_name:
-        return (gr.skip(),) * 5 + ("No training has run here yet. Press 'Train both' to start.", gr.skip(),
-                                   gr.skip(), last_seen, gr.skip())
-    view = jobs.read_run(run_name)
-    key = f"{run_name}:{len(view.pretrain)}:{len(view.finetune)}:{view.status}:{view.running}:{len(view.log_tail)}"
+    run_name = run_name or (active["run"] if active else None)
+    view = jobs.read_run(run_name) if run_name else None
     models = jobs.list_models()
-    model_update = gr.update(choices=models) if model_choice not in models or len(models) else gr.skip()
+    key = (f"{run_name}:{len(view.pretrain)}:{len(view.finetune)}:{view.status}:{view.running}:{view.log_tail}"
+           if view else "none") + f":{len(models)}"
     if key == last_seen:
-        return (gr.skip(),) * 5 + (gr.skip(), gr.skip(), gr.skip(), last_seen, model_update)
+        return (gr.skip(),) * 9 + (last_seen,)
+    if view is None:
+        return (gr.skip(),) * 5 + ("No training has run here yet. Press **Train both** to start.", "",
+                                   gr.update(interactive=True), gr.update(choices=models), key)
     return (plots.build_pretrain_loss_figure(view.pretrain), plots.build_pretrain_accuracy_figure(view.pretrain),
             plots.build_learning_rate_figure(view.pretrain, view.finetune), plots.build_finetune_figure(view.finetune),
             gr.update(choices=jobs.list_runs(), value=run_name), jobs.describe_status(view), view.log_tail,
-            gr.update(interactive=not view.running), key, model_update)
+            gr.update(interactive=not view.running), gr.update(choices=models), key)
 
 
 # ---------- BERT vs ALBERT ----------
@@ -271,11 +269,10 @@ with gr.Blocks(title="albert-dish: find dishes in restaurant reviews") as demo:
     resume_btn.click(resume, [run_picker], [run_picker], api_visibility="private")
     stop_btn.click(stop, None, None, api_visibility="private")
     refresh_outputs = [loss_plot, accuracy_plot, lr_plot, finetune_plot, run_picker, status, log_box, train_btn,
-                       last_seen, model_picker]
-    timer.tick(show_run, [run_picker, last_seen, model_picker], refresh_outputs, api_visibility="private",
-               show_progress="hidden")
-    run_picker.change(lambda run, m: show_run(run, None, m), [run_picker, model_picker], refresh_outputs,
-                      api_visibility="private", show_progress="hidden")
+                       model_picker, last_seen]
+    timer.tick(show_run, [run_picker, last_seen], refresh_outputs, api_visibility="private", show_progress="hidden")
+    run_picker.input(lambda run: show_run(run, None), [run_picker], refresh_outputs, api_visibility="private",
+                     show_progress="hidden")
     find_btn.click(find_dishes, [text, model_picker, threshold], [highlighted, table, summary], api_name="find_dishes")
     text.submit(find_dishes, [text, model_picker, threshold], [highlighted, table, summary], api_visibility="private")
     batch_btn.click(tag_uploaded_file, [upload, model_picker, threshold], [tagged, top_plot, batch_summary],

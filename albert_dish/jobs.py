@@ -18,9 +18,11 @@ from typing import Any, Literal
 from albert_dish.files import read_jsonl, write_json_atomic
 
 Command = Literal["pretrain", "finetune", "train"]
-RUNS = Path("runs")
-SHIPPED_TAGGER = Path("checkpoints/dish-tagger")
-SHIPPED_PRETRAINED = Path("checkpoints/albert-pretrained")
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "data_toy"
+RUNS = Path(os.environ.get("ALBERT_DISH_RUNS", "runs"))
+SHIPPED_TAGGER = ROOT / "checkpoints" / "dish-tagger"
+SHIPPED_PRETRAINED = ROOT / "checkpoints" / "albert-pretrained"
 _processes: dict[int, subprocess.Popen] = {}
 
 
@@ -89,7 +91,8 @@ def start_job(command: Command, settings: dict[str, Any], runs: Path = RUNS, run
     log_file = open(run_dir / "train.log", "a", encoding="utf-8")
     log_file.write(f"\n$ {' '.join(argv[1:])}\n")
     log_file.flush()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TQDM_MININTERVAL": "5"}
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TQDM_MININTERVAL": "5", "PYTHONPATH": path}
     process = subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                start_new_session=True, env=env)
     log_file.close()
@@ -159,10 +162,10 @@ def read_run(run_name: str, runs: Path = RUNS, log_lines: int = 15) -> RunView:
     return view
 
 
-def list_models(runs: Path = RUNS) -> list[str]:
-    """Dish-tagger folders to pick from: the shipped one first, then finished runs, newest first."""
-    models = [str(SHIPPED_TAGGER)] if (SHIPPED_TAGGER / "config.json").exists() else []
-    return models + [str(runs / name / "dish-tagger") for name in list_runs(runs)
+def list_models(runs: Path = RUNS) -> list[tuple[str, str]]:
+    """(label, folder) of dish taggers to pick from: the shipped one first, then finished runs, newest first."""
+    models = [("shipped model (checkpoints/dish-tagger)", str(SHIPPED_TAGGER))]
+    return models + [(f"run {name}", str((runs / name / "dish-tagger").resolve())) for name in list_runs(runs)
                      if (runs / name / "dish-tagger" / "config.json").exists()]
 
 
