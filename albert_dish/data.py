@@ -191,3 +191,16 @@ def split_segments(text: str) -> tuple[str, str] | None:
         cut = min(words, key=lambda b: abs(b - middle)) + 1
     first, second = text[:cut].strip(), text[cut:].strip()
     return (first, second) if first and second else None
+
+
+def word_ids(text: str, offsets: list[tuple[int, int]]) -> list[int]:
+    """Word index of each token: sub-words joined without a gap share a word; punctuation is a word of its own."""
+    ids: list[int] = []
+    previous_end, previous_punct = -1, False
+    for start, end in offsets:
+        piece = text[start:end]
+        punct = bool(piece) and not any(c.isalnum() for c in piece)
+        new_word = not ids or start > previous_end or punct or previous_punct
+        ids.append(ids[-1] + 1 if ids and new_word else (ids[-1] if ids else 0))
+        previous_end, previous_punct = end, punct
+    return ids

@@ -131,6 +131,16 @@ class RunLogger(TrainerCallback):
         self.write_status(state, "stopped" if self.stop_requested else "finished")
 
 
+class EpochCallback(TrainerCallback):
+    """Tells an object with an `epoch` attribute (e.g. a collator that re-draws masks) which epoch begins."""
+
+    def __init__(self, target: Any):
+        self.target = target
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.target.epoch = int(state.epoch or 0)
+
+
 def build_training_args(run_dir: Path, cfg: Any, **overrides: Any) -> TrainingArguments:
     """TrainingArguments shared by both stages: LAMB-ready, linear warm-up/decay, clipping, bf16 on CUDA."""
     defaults = dict(
@@ -151,6 +161,7 @@ def build_training_args(run_dir: Path, cfg: Any, **overrides: Any) -> TrainingAr
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
         disable_tqdm=False,
+        train_sampling_strategy="group_by_length",  # batches of similar length: far less padding on CPU
     )
     return TrainingArguments(**{**defaults, **overrides})
 

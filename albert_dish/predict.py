@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from albert_dish.data import Span, spans_from_labels
+from albert_dish.data import LABEL2ID, Span, spans_from_labels, word_ids
 from albert_dish.files import write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -76,14 +76,27 @@ class DishTagger:
                 slot = tokens[sample].setdefault((start, end, k), [torch.zeros_like(p), 0])
                 slot[0] += p
                 slot[1] += 1
-        results = []
-        for text, table in zip(texts, tokens):
-            keys = sorted(table)
-            mean = [table[key][0] / table[key][1] for key in keys]
-            labels = [int(p.argmax()) for p in mean]
-            scores = [float(p.max()) for p in mean]
-            results.append(spans_from_labels(text, [(s, e) for s, e, _ in keys], labels, scores))
-        return results
+        return [decode_words(text, table) for text, table in zip(texts, tokens)]
+
+
+def decode_words(text: str, table: dict[tuple[int, int, int], list]) -> list[Span]:
+    """Spans from per-token probability sums; each word takes one label (its tokens' mean), so no word is split."""
+    keys = sorted(table)
+    offsets = [(start, end) for start, end, _ in keys]
+    probs = torch.stack([table[key][0] / table[key][1] for key in keys]) if keys else torch.zeros(0, 3)
+    words = torch.tensor(word_ids(text, offsets), dtype=torch.long)
+    count = int(words.max()) + 1 if len(words) else 0
+    word_probs = torch.zeros(count, probs.shape[1]).index_add_(0, words, probs)
+    word_probs /= torch.bincount(words, minlength=count).clamp(min=1).unsqueeze(1)
+    word_labels = word_probs.argmax(-1)
+    labels, scores = [], []
+    for i, word in enumerate(words.tolist()):
+        label = int(word_labels[word])
+        if label == LABEL2ID["B-DISH"] and i > 0 and words[i - 1] == word:
+            label = LABEL2ID["I-DISH"]  # only the first sub-word of a word begins a dish
+        labels.append(label)
+        scores.append(float(word_probs[word, word_labels[word]]))
+    return spans_from_labels(text, offsets, labels, scores)
 
 
 def read_reviews_file(path: Path, column: str = "review") -> tuple[list[dict[str, str]], list[str]]:

@@ -12,6 +12,7 @@ from albert_dish.datagen import (
     DEFAULT_SOURCES,
     PRESETS,
     DataReport,
+    HandReview,
     HandRules,
     NameIndex,
     Piece,
@@ -20,6 +21,7 @@ from albert_dish.datagen import (
     check_dataset,
     check_hand_record,
     find_dish,
+    fold_case,
     label_pieces,
     load_frames,
     load_lexicon,
@@ -27,6 +29,8 @@ from albert_dish.datagen import (
     normalize_name,
     partition_held_out,
     read_handwritten,
+    split_handwritten,
+    split_held_out,
 )
 
 SHIPPED = Path(__file__).resolve().parent.parent / "data_toy"
@@ -66,7 +70,12 @@ def test_default_build_meets_every_bar(built: tuple[Path, DataReport]) -> None:
     train = pd.read_csv(out / "dish_name_train.csv", keep_default_na=False, dtype=str)
     assert list(train.columns) == ["review", "dish_name"]
     assert report.build is not None and report.build.handwritten_to["val"] + report.build.handwritten_to["test"] >= 300
+    assert report.build.handwritten_skipped == []  # İskender included
     assert "acceptance bars" in report.format()
+    val, test = report.splits[1], report.splits[2]
+    assert 0.35 <= val.unseen_share <= 0.45 and test.unseen_share >= 0.5
+    groups = report.build.held_out_groups
+    assert 0.30 <= groups["val"] / (groups["val"] + groups["test"]) <= 0.40
 
 
 def test_build_is_deterministic(tmp_path: Path) -> None:
@@ -97,7 +106,9 @@ def test_check_accepts_a_small_valid_set(tmp_path: Path) -> None:
     train = report.splits[0]
     assert (train.rows, train.by_dish_count, train.mentions) == (3, (1, 1, 1, 0), 3)
     assert train.repeated == 1 and train.joined_by_and == 1
-    assert report.splits[2].unseen_mentions == 1
+    assert report.splits[2].unseen_mentions == 1 and report.splits[1].unseen_share == 1.0
+    failed = {bar.name for bar in report.bars if not bar.ok}
+    assert "val mentions of dishes unseen in train (share, ceiling)" in failed  # all of val is unseen
     assert not report.ok  # tiny, so the size bars fail ...
     with pytest.raises(ValueError, match="acceptance bars not met"):
         check_dataset(tmp_path, enforce_bars=True)  # ... and enforcing them raises
@@ -151,6 +162,37 @@ def test_partition_holds_out_the_shares_and_containing_names() -> None:
         if "ramen" in held:
             assert "tonkotsu ramen" in held
     assert partition_held_out(lexicon, hand, 1, 0.3, 0.4) == partition_held_out(lexicon, hand, 1, 0.3, 0.4)
+
+
+def test_held_out_groups_are_disjoint_and_keep_related_names_together() -> None:
+    held = [f"dish{i}" for i in range(60)] + ["naan", "garlic naan", "keema naan", "pho", "bun cha"]
+    for seed in range(5):
+        val, test = split_held_out(held, seed, 0.35, together=[["pho", "bun cha"]])
+        assert not val & test and val | test == set(held)
+        assert abs(len(val) - 0.35 * len(held)) <= 3
+        assert {"naan", "garlic naan", "keema naan"} <= val or {"naan", "garlic naan", "keema naan"} <= test
+        assert {"pho", "bun cha"} <= val or {"pho", "bun cha"} <= test
+    assert split_held_out(held, 1, 0.35) == split_held_out(held, 1, 0.35)
+
+
+def test_handwritten_reviews_follow_their_held_out_group() -> None:
+    reviews = [HandReview(text, (), "x", f"w:{i}") for i, text in enumerate(
+        ["Pho here.", "Naan here.", "Pho and naan.", "Pad thai.", "Green curry.", "Fried rice.", "Satay."])]
+    split = split_handwritten(reviews, NameIndex(["naan"]), NameIndex(["pho"]), seed=0, min_eval=0)
+    texts = {name: {r.review for r in rows} for name, rows in split.items()}
+    assert texts["test"] == {"Pho here.", "Pho and naan."}  # a test-group name wins over a val-group one
+    assert "Naan here." in texts["val"] and not texts["train"] & {"Naan here.", "Pho here."}
+    assert len(texts["train"]) == 2 and len(texts["val"]) == 3  # the other 4 split half and half
+
+
+def test_dotted_capital_i_keeps_offsets() -> None:
+    review = "İskender kebab at Anatolia House, then more iskender kebab."
+    assert fold_case(review)[:14] == "iskender kebab" and len(fold_case(review)) == len(review)
+    assert normalize_name("İskender Kebab") == "iskender kebab"
+    assert [(s, e) for s, e, _ in NameIndex(["iskender kebab"]).find(review)] == find_dish(review, "iskender kebab")
+    lexicon = load_lexicon(DEFAULT_SOURCES / "lexicon.json")
+    assert check_hand_record({"review": review, "dishes": ["İskender kebab"], "cuisine": "turkish"},
+                             HandRules.from_lexicon(lexicon))[1] == ["İskender kebab"]
 
 
 def test_label_pieces_refuses_reviews_the_reader_would_mislabel() -> None:
