@@ -83,7 +83,7 @@ def tag_uploaded_file(file: str | None, model_dir: str, threshold: float, progre
 
 
 # ---------- Train ----------
-def _settings(corpus, train, val, preset, steps, epochs, batch_size, learning_rate, max_length) -> dict:
+def _settings(corpus, train, val, preset, *values) -> dict:
     from albert_dish.data import read_corpus, read_labelled
 
     files = {"corpus": corpus or jobs.DATA / "restaurant_review.txt", "train": train or jobs.DATA / "dish_name_train.csv",
@@ -98,12 +98,13 @@ def _settings(corpus, train, val, preset, steps, epochs, batch_size, learning_ra
     except (ValueError, FileNotFoundError) as err:
         raise gr.Error(str(err)) from None
     settings = {key: str(Path(value).resolve()) for key, value in files.items()}
-    settings.update({"preset": preset, "pretrain.max_steps": steps, "finetune.epochs": epochs,
-                     "pretrain.batch_size": batch_size, "finetune.batch_size": batch_size,
-                     "pretrain.learning_rate": learning_rate, "pretrain.max_length": max_length,
-                     "finetune.max_length": max_length})
-    return {k: (int(v) if isinstance(v, float) and v.is_integer() and "learning_rate" not in k else v)
-            for k, v in settings.items() if v not in (None, "", 0)}
+    settings["preset"] = preset
+    for key, value in zip(jobs.SETTING_FIELDS, values):
+        if value is None or value <= 0:
+            raise gr.Error(f"'{key}' must be a positive number; leave the preset's value if unsure.")
+        settings[key] = value if "learning_rate" in key else int(value)
+    settings["finetune.max_length"] = settings["pretrain.max_length"]
+    return settings
 
 
 def start(command: str, run_name: str | None, *inputs):
@@ -150,8 +151,10 @@ def show_run(run_name: str | None, last_seen: str | None):
     if key == last_seen:
         return (gr.skip(),) * 9 + (last_seen,)
     if view is None:
-        return (gr.skip(),) * 5 + ("No training has run here yet. Press **Train both** to start.", "",
-                                   gr.update(interactive=True), gr.update(choices=models), key)
+        return (plots.build_pretrain_loss_figure([]), plots.build_pretrain_accuracy_figure([]),
+                plots.build_learning_rate_figure([], []), plots.build_finetune_figure([]), gr.skip(),
+                "No training has run here yet. Press **Train both** to start.", "", gr.update(interactive=True),
+                gr.update(choices=models), key)
     return (plots.build_pretrain_loss_figure(view.pretrain), plots.build_pretrain_accuracy_figure(view.pretrain),
             plots.build_learning_rate_figure(view.pretrain, view.finetune), plots.build_finetune_figure(view.finetune),
             gr.update(choices=jobs.list_runs(), value=run_name), jobs.describe_status(view), view.log_tail,
@@ -185,7 +188,7 @@ def device_note() -> str:
 
 
 with gr.Blocks(title="albert-dish: find dishes in restaurant reviews") as demo:
-    gr.Markdown("# 🍜 albert-dish\nTrain a compact **ALBERT** language model on restaurant reviews, then let it "
+    gr.Markdown("# albert-dish\nTrain a compact **ALBERT** language model on restaurant reviews, then let it "
                 "find the **dish names** in any review.")
     with gr.Tabs():
         with gr.Tab("Train", id="train"):
@@ -200,11 +203,11 @@ with gr.Blocks(title="albert-dish: find dishes in restaurant reviews") as demo:
             with gr.Row():
                 preset = gr.Dropdown(["tiny", "small", "base", "test"], value="tiny", label="Preset",
                                      info="tiny: ~10 min on a laptop CPU; small/base: GPU")
-                steps = gr.Number(label="Pretraining steps", value=None, precision=0, info="empty = preset")
-                epochs = gr.Number(label="Fine-tuning epochs", value=None, precision=0, info="empty = preset")
-                batch_size = gr.Number(label="Batch size", value=None, precision=0, info="empty = preset")
-                learning_rate = gr.Number(label="Pretraining learning rate", value=None, info="empty = preset")
-                max_length = gr.Number(label="Max length (tokens)", value=None, precision=0, info="empty = preset")
+                defaults = jobs.preset_values("tiny")
+                numbers = [gr.Number(label=label, value=value, precision=None if "LR" in label else 0, min_width=120)
+                           for label, value in zip(("Pretraining steps", "Fine-tuning epochs", "Pretraining batch",
+                                                    "Fine-tuning batch", "Pretraining LR (LAMB)",
+                                                    "Fine-tuning LR (LAMB)", "Max length (tokens)"), defaults)]
             with gr.Row():
                 pretrain_btn = gr.Button("Pretrain", variant="secondary")
                 finetune_btn = gr.Button("Fine-tune", variant="secondary")
@@ -259,10 +262,12 @@ with gr.Blocks(title="albert-dish: find dishes in restaurant reviews") as demo:
             with gr.Row():
                 latency_plot = gr.Plot(label="Latency")
                 memory_plot = gr.Plot(label="Memory")
-            latency_table = gr.Dataframe(label="Latency (ms)", interactive=False)
+            latency_table = gr.Dataframe(value=[["Press 'Measure latency on this machine' (about 45 s on 2 CPU cores)."]],
+                                         headers=["latency"], label="Latency (ms)", interactive=False)
             same_task = gr.Dataframe(label="Same dish task, trained both ways", interactive=False)
 
-    train_inputs = [corpus, train_file, val_file, preset, steps, epochs, batch_size, learning_rate, max_length]
+    train_inputs = [corpus, train_file, val_file, preset, *numbers]
+    preset.input(jobs.preset_values, [preset], numbers, api_visibility="private")
     for button, command in ((pretrain_btn, "pretrain"), (finetune_btn, "finetune"), (train_btn, "train")):
         button.click(lambda run, *a, c=command: start(c, run, *a), [run_picker, *train_inputs], [run_picker],
                      api_visibility="private")

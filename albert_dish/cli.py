@@ -19,6 +19,7 @@ COMMANDS = {
     "evaluate": "entity P/R/F1, token accuracy, seen/unseen dishes, gazetteer baseline",
     "compare": "BERT vs ALBERT: parameters, latency, memory, training cost",
     "make-data": "regenerate data_toy/ (fixed seed) and check it",
+    "reproduce": "train the shipped model, the ablation and BERT; evaluate; write checkpoints/",
 }
 
 
@@ -89,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("compare", help=COMMANDS["compare"], add_help=False)
     sub.add_parser("make-data", help=COMMANDS["make-data"], add_help=False)
+    sub.add_parser("reproduce", help=COMMANDS["reproduce"], add_help=False)
     return parser
 
 
@@ -176,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
         from albert_dish.datagen import main as datagen_main
 
         return datagen_main(argv[1:])
+    if argv[:1] == ["reproduce"]:
+        from albert_dish.report import main as reproduce_main
+
+        return reproduce_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

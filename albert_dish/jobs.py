@@ -102,6 +102,18 @@ def start_job(command: Command, settings: dict[str, Any], runs: Path = RUNS, run
     return job
 
 
+SETTING_FIELDS = ("pretrain.max_steps", "finetune.epochs", "pretrain.batch_size", "finetune.batch_size",
+                  "pretrain.learning_rate", "finetune.learning_rate", "pretrain.max_length")
+
+
+def preset_values(preset: str) -> list[Any]:
+    """The preset's values of SETTING_FIELDS, in that order (to fill the Train tab's fields)."""
+    from albert_dish import finetune, pretrain
+
+    configs = {"pretrain": pretrain.PRESETS[preset], "finetune": finetune.PRESETS[preset]}
+    return [getattr(configs[key.split(".")[0]], key.split(".")[1]) for key in SETTING_FIELDS]
+
+
 def settings_to_flags(command: Command, settings: dict[str, Any]) -> list[str]:
     """CLI flags for the settings (keys like `preset`, `corpus`, `pretrain.max_steps`, `finetune.epochs`)."""
     flags = []
@@ -176,7 +188,8 @@ def describe_status(view: RunView) -> str:
         return "Starting…" if view.running else "No training has run here yet."
     done, total = s.get("step", 0), s.get("max_steps") or 0
     percent = f" ({100 * done / total:.0f}%)" if total else ""
-    eta = f", about {format_seconds(s['eta_s'])} left" if view.running and s.get("eta_s") is not None else ""
+    eta = (f", about {format_seconds(s['eta_s'])} left" if view.running and s.get("state") == "running"
+           and s.get("eta_s") is not None else "")
     stage = {"pretrain": "Pretraining", "finetune": "Fine-tuning"}.get(s.get("stage"), s.get("stage", ""))
     return f"{stage}: {s.get('state', '?')} — step {done}/{total}{percent}{eta} · elapsed {format_seconds(s.get('elapsed_s', 0))} on {s.get('device', '?')}"
 

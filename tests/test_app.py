@@ -113,6 +113,8 @@ def test_batch_csv_upload_gives_tagged_csv(page, tmp_path):
         rows = list(csv.DictReader(handle))
     assert [r["id"] for r in rows] == ["1", "2", "3"]
     assert "khao soi" in rows[0]["predicted_dish_name"].lower()
+    page.wait_for_function("() => [...document.querySelectorAll('.js-plotly-plot')].some(p => p.data && p.data.length)",
+                           timeout=30_000)
     page.screenshot(path=ARTIFACTS / "tab-find-dishes-batch.png", full_page=True)
 
 
@@ -127,6 +129,8 @@ def test_training_curve_grows_and_stop_stops_it(page, app_url):
     page.get_by_role("tab", name="Train").click()
     page.get_by_label("Preset").click()
     page.get_by_role("option", name="test").click()
+    page.get_by_label("Pretraining steps").wait_for()
+    page.wait_for_timeout(500)  # the preset fills the fields; then override the steps
     page.get_by_label("Pretraining steps").fill("3000")
     page.get_by_role("button", name="Train both").click()
     status = page.locator("#train-status")

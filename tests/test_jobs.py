@@ -1,0 +1,54 @@
+"""Background training jobs as the app runs them: flags, one job at a time, stop with a checkpoint, resume."""
+import time
+
+import pytest
+
+from albert_dish import jobs
+
+
+def test_settings_to_flags_keeps_only_the_stage_of_the_command():
+    settings = {"preset": "test", "corpus": "c.txt", "pretrain.max_steps": 5, "finetune.epochs": 2}
+    assert jobs.settings_to_flags("train", settings) == [
+        "--preset", "test", "--corpus", "c.txt", "--pretrain.max-steps", "5", "--finetune.epochs", "2"]
+    assert jobs.settings_to_flags("pretrain", settings) == ["--preset", "test", "--corpus", "c.txt", "--max-steps", "5"]
+
+
+def test_preset_values_follow_the_presets():
+    from albert_dish.pretrain import PRESETS
+
+    values = dict(zip(jobs.SETTING_FIELDS, jobs.preset_values("tiny")))
+    assert values["pretrain.max_steps"] == PRESETS["tiny"].max_steps
+
+
+def wait_until(condition, seconds=120):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def test_one_job_at_a_time_stop_then_resume(small_data, tmp_path):
+    runs = tmp_path / "runs"
+    settings = {"preset": "test", "corpus": str(small_data / "restaurant_review.txt"), "max_steps": 400,
+                "save_steps": 1000}
+    job = jobs.start_job("pretrain", settings, runs)
+    with pytest.raises(jobs.JobError, match="already running"):
+        jobs.start_job("pretrain", settings, runs)
+    assert wait_until(lambda: jobs.read_run(job["run"], runs).pretrain), jobs.read_run(job["run"], runs).log_tail
+    jobs.stop_job(runs)
+    assert wait_until(lambda: not jobs.read_run(job["run"], runs).running)
+    view = jobs.read_run(job["run"], runs)
+    assert view.status["state"] == "stopped", view.log_tail
+    stopped_at = view.status["step"]
+    assert 0 < stopped_at < 400
+    assert (runs / job["run"] / "pretrain" / "checkpoints" / f"checkpoint-{stopped_at}").is_dir()
+    assert "stopped" in jobs.describe_status(view)
+
+    jobs.resume_job(job["run"], runs)
+    assert wait_until(lambda: not jobs.read_run(job["run"], runs).running, 300)
+    view = jobs.read_run(job["run"], runs)
+    assert view.status["state"] == "finished" and view.status["step"] == 400, view.log_tail
+    steps = [m["step"] for m in view.pretrain if "loss" in m]
+    assert steps == sorted(set(steps)), "the resumed curve continues without repeated steps"
