@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
@@ -192,7 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     hf_logging.set_verbosity_error()  # the weight-loading report of a new head is expected, not a problem
     try:
         if args.command in ("pretrain", "finetune", "train"):
-            result = run_training(args)
+            with contextlib.redirect_stdout(sys.stderr):  # progress logs to stderr; stdout holds only the result
+                result = run_training(args)
             print(json.dumps(result, indent=2) if args.json else
                   "\n".join(f"{k}: {v}" for k, v in result.items() if not isinstance(v, list)))
             return 0 if result["state"] == "finished" else 3
