@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import importlib
 import json
 import logging
 import sys
@@ -21,7 +22,12 @@ COMMANDS = {
     "compare": "BERT vs ALBERT: parameters, latency, memory, training cost",
     "make-data": "regenerate data_toy/ (fixed seed) and check it",
     "reproduce": "train the shipped model, the ablation and BERT; evaluate; write checkpoints/",
+    "bench": "time model loading, one-review latency, batch throughput and app start-up",
 }
+
+
+DELEGATED = {"compare": "albert_dish.compare", "make-data": "albert_dish.datagen", "reproduce": "albert_dish.report",
+             "bench": "albert_dish.bench"}
 
 
 def add_config_flags(parser: argparse.ArgumentParser, config_cls: type, prefix: str = "") -> None:
@@ -89,9 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--errors", type=Path, help="write misses and false alarms to this CSV")
     p.add_argument("--json", action="store_true", help="print JSON")
 
-    sub.add_parser("compare", help=COMMANDS["compare"], add_help=False)
-    sub.add_parser("make-data", help=COMMANDS["make-data"], add_help=False)
-    sub.add_parser("reproduce", help=COMMANDS["reproduce"], add_help=False)
+    for name in DELEGATED:
+        sub.add_parser(name, help=COMMANDS[name], add_help=False)
     return parser
 
 
@@ -171,18 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code. Errors are printed as one clear line, not a traceback."""
     argv = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if argv[:1] == ["compare"]:
-        from albert_dish.compare import main as compare_main
-
-        return compare_main(argv[1:])
-    if argv[:1] == ["make-data"]:
-        from albert_dish.datagen import main as datagen_main
-
-        return datagen_main(argv[1:])
-    if argv[:1] == ["reproduce"]:
-        from albert_dish.report import main as reproduce_main
-
-        return reproduce_main(argv[1:])
+    if argv[:1] and argv[0] in DELEGATED:  # these commands parse their own arguments
+        return importlib.import_module(DELEGATED[argv[0]]).main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
