@@ -42,6 +42,8 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     os.chmod(tmp, 0o755)
     try:
         yield tmp
+        for item in tmp.rglob("*"):  # some writers use 0600 temp files; outputs are ordinary readable files
+            os.chmod(item, 0o755 if item.is_dir() else 0o644)
         old = path.with_name(f".{path.name}.old")
         shutil.rmtree(old, ignore_errors=True)
         if path.exists():
