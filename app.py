@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import threading
 from pathlib import Path
 
 import gradio as gr
@@ -28,18 +29,20 @@ EXAMPLES = [
 ]
 THEME = gr.themes.Soft(primary_hue="amber", secondary_hue="orange")
 _taggers: dict[str, object] = {}
+_tagger_lock = threading.Lock()
 
 
 def get_tagger(model_dir: str):
-    """Load a tagger once per folder (the shipped one is loaded at start-up)."""
+    """Load a tagger once per folder (the shipped one loads in the background while the server starts)."""
     from albert_dish.predict import DishTagger
 
-    if model_dir not in _taggers:
-        try:
-            _taggers[model_dir] = DishTagger.load(model_dir)
-        except (FileNotFoundError, ValueError, OSError) as err:
-            raise gr.Error(f"Could not load the model {model_dir}: {err}") from None
-    return _taggers[model_dir]
+    with _tagger_lock:
+        if model_dir not in _taggers:
+            try:
+                _taggers[model_dir] = DishTagger.load(model_dir)
+            except (FileNotFoundError, ValueError, OSError) as err:
+                raise gr.Error(f"Could not load the model {model_dir}: {err}") from None
+        return _taggers[model_dir]
 
 
 # ---------- Find dishes ----------
@@ -290,7 +293,8 @@ with gr.Blocks(title="albert-dish: find dishes in restaurant reviews") as demo:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO)
-    get_tagger(str(jobs.SHIPPED_TAGGER)) if (jobs.SHIPPED_TAGGER / "config.json").exists() else None
+    if (jobs.SHIPPED_TAGGER / "config.json").exists():  # load while the server starts; a first click waits for it
+        threading.Thread(target=get_tagger, args=(str(jobs.SHIPPED_TAGGER),), daemon=True).start()
     demo.queue(default_concurrency_limit=4).launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")), theme=THEME)
