@@ -142,6 +142,11 @@ def test_training_curve_grows_and_stop_stops_it(page, app_url):
     n1 = first.evaluate("p => p.data[0].x.length")
     page.wait_for_function(f"() => document.querySelector('.js-plotly-plot').data[0].x.length > {n1}", timeout=60_000)
     page.screenshot(path=ARTIFACTS / "tab-train-running.png", full_page=True)
+    page.reload()  # the job belongs to the app, not the page: a reloaded page re-attaches to it
+    page.get_by_role("tab", name="Train").wait_for()
+    page.wait_for_function("() => document.querySelector('#train-status').innerText.includes('Pretraining: running')",
+                           timeout=30_000)
+    page.get_by_role("button", name="Train both").wait_for()
     page.get_by_role("button", name="Stop").click()
     page.wait_for_function("() => document.querySelector('#train-status').innerText.includes('stopped')",
                            timeout=60_000)
