@@ -496,21 +496,6 @@ def _pretraining_batch(shape: ModelShape, batch_size: int, seq_len: int, device:
     return batch
 
 
-def _pretraining_loss_fn() -> tuple[Callable[[torch.nn.Module, dict[str, torch.Tensor]], torch.Tensor], str]:
-    """The project's masked-position MLM + SOP loss if importable, else transformers' full-head loss."""
-    try:
-        from albert_dish.pretrain import compute_pretraining_loss
-    except ImportError as error:  # pretrain.py is optional for this module
-        log.warning("albert_dish.pretrain not importable (%s); timing transformers' full-head loss instead", error)
-
-        def full_head_loss(model, batch):
-            order = "sentence_order_label" if hasattr(model, "sop_classifier") else "next_sentence_label"
-            inputs = {k: v for k, v in batch.items() if k != "sentence_order_label"}
-            return model(**inputs, **{order: batch["sentence_order_label"]}).loss
-        return full_head_loss, "transformers full MLM head + order loss"
-    return (lambda model, batch: compute_pretraining_loss(model, batch)[0]), "pretrain.compute_pretraining_loss"
-
-
 def measure_training_cost(shape: ModelShape, batch_size: int, seq_len: int, bandwidth_gbps: float = 10.0,
                           workers: int = 8, repeats: int = 3, warmup: int = 1, device: str = "cpu",
                           preset: str = "custom") -> list[TrainingCostRow]:
@@ -521,7 +506,9 @@ def measure_training_cost(shape: ModelShape, batch_size: int, seq_len: int, band
     if workers < 2 or bandwidth_gbps <= 0:
         raise ValueError(f"need workers >= 2 and bandwidth_gbps > 0, got workers={workers}, "
                          f"bandwidth_gbps={bandwidth_gbps}.")
-    loss_fn, loss_name = _pretraining_loss_fn()
+    from albert_dish.pretrain import compute_pretraining_loss
+
+    loss_fn, loss_name = (lambda model, batch: compute_pretraining_loss(model, batch)[0]), "pretrain.compute_pretraining_loss"
     torch.manual_seed(0)
     models = {kind: build_model(kind, shape, "pretraining").to(device).train() for kind in KINDS}
     optimizers = {kind: torch.optim.AdamW(m.parameters(), lr=1e-4) for kind, m in models.items()}
@@ -638,7 +625,6 @@ def build_latency_figure(rows: list[LatencyRow]):
 
 def build_memory_figure(rows: list[LatencyRow]):
     """Left: weights and on-disk size per model; right: peak extra memory of one forward per setting."""
-    import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     fig = make_subplots(rows=1, cols=2, subplot_titles=("Stored size (MB)", "Peak extra memory in a forward (MB)"))
@@ -818,12 +804,9 @@ def describe_machine(device: str = "cpu") -> MachineInfo:
 
 
 def load_preset_shapes() -> dict[str, ModelShape]:
-    """This project's preset shapes from `albert_dish.pretrain.PRESETS` (an example set if it cannot be imported)."""
-    try:
-        from albert_dish.pretrain import PRESETS
-    except ImportError as error:
-        log.warning("Could not import albert_dish.pretrain.PRESETS (%s); using example shapes instead.", error)
-        return {"tiny": ModelShape(8000, 128, 256, 4, 4, 1024, 128), "base": ModelShape(30000, 128, 768, 12, 12, 3072)}
+    """This project's preset shapes (`albert_dish.pretrain.PRESETS`)."""
+    from albert_dish.pretrain import PRESETS
+
     return {name: cfg.shape for name, cfg in PRESETS.items()}
 
 
