@@ -6,6 +6,7 @@ Output: lists of reviews and `LabelledReview`s; pure helpers for spans, BIO labe
 from __future__ import annotations
 
 import csv
+import functools
 import logging
 import re
 from dataclasses import dataclass, field
@@ -70,6 +71,13 @@ def read_corpus(path: Path) -> list[str]:
     return lines
 
 
+@functools.lru_cache(maxsize=4096)
+def dish_pattern(*names: str) -> re.Pattern[str]:
+    """Case-insensitive whole-word pattern of dish names, longest first (the labelling rule every module shares)."""
+    ordered = sorted(names, key=len, reverse=True)
+    return re.compile(r"(?<!\w)(?:" + "|".join(map(re.escape, ordered)) + r")(?!\w)", re.IGNORECASE)
+
+
 def find_spans(review: str, dishes: list[str]) -> tuple[list[Span], list[str]]:
     """Find every case-insensitive whole-word occurrence of each dish; return (spans sorted, dishes not found).
 
@@ -78,8 +86,7 @@ def find_spans(review: str, dishes: list[str]) -> tuple[list[Span], list[str]]:
     found: list[Span] = []
     missing = []
     for dish in sorted(set(dishes), key=len, reverse=True):
-        pattern = re.compile(rf"(?<!\w){re.escape(dish)}(?!\w)", re.IGNORECASE)
-        hits = [Span(review[m.start():m.end()], m.start(), m.end()) for m in pattern.finditer(review)]
+        hits = [Span(review[m.start():m.end()], m.start(), m.end()) for m in dish_pattern(dish).finditer(review)]
         if not hits:
             missing.append(dish)
         for hit in hits:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from albert_dish.data import dish_pattern
 from albert_dish.files import write_text_atomic
 
 logger = logging.getLogger(__name__)
@@ -232,15 +233,9 @@ def name_tokens(text: str) -> tuple[str, ...]:
     return tuple(m.group() for m in WORD.finditer(fold_case(text)))
 
 
-@functools.lru_cache(maxsize=None)
-def _dish_pattern(dish: str) -> re.Pattern[str]:
-    """Compiled whole-word, case-insensitive pattern for a dish name."""
-    return re.compile(r"(?<!\w)" + re.escape(dish) + r"(?!\w)", re.IGNORECASE)
-
-
 def find_dish(review: str, dish: str) -> list[tuple[int, int]]:
     """Character spans of every case-insensitive whole-word occurrence of `dish` in `review` (the reader's rule)."""
-    return [m.span() for m in _dish_pattern(dish).finditer(review)]
+    return [m.span() for m in dish_pattern(dish).finditer(review)]
 
 
 def has_line_break(text: str) -> bool:

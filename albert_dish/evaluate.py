@@ -9,11 +9,10 @@ import argparse
 import csv
 import io
 import json
-import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from albert_dish.data import LabelledReview, Span, read_labelled
+from albert_dish.data import LabelledReview, Span, dish_pattern, read_labelled
 from albert_dish.files import write_text_atomic
 
 
@@ -72,8 +71,7 @@ class Gazetteer:
     """Baseline: tags exact, case-insensitive, whole-word matches of known dish names (longest first)."""
 
     def __init__(self, dishes: set[str]):
-        names = sorted({d.lower() for d in dishes}, key=len, reverse=True)
-        self.pattern = re.compile(r"(?<!\w)(?:" + "|".join(map(re.escape, names)) + r")(?!\w)", re.IGNORECASE)
+        self.pattern = dish_pattern(*sorted({d.lower() for d in dishes}))
 
     def tag_batch(self, texts: list[str]) -> list[list[Span]]:
         return [[Span(m.group(), m.start(), m.end()) for m in self.pattern.finditer(t)] for t in texts]
