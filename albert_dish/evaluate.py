@@ -12,7 +12,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from albert_dish.data import LabelledReview, Span, dish_pattern, read_labelled
+from albert_dish.data import LabelledData, LabelledReview, Span, dish_pattern, read_labelled
 from albert_dish.files import write_text_atomic
 
 
@@ -114,12 +114,12 @@ def score_spans(reviews: list[LabelledReview], predictions: list[list[Span]], se
     return counts, (round(correct / total, 4) if total else None), errors
 
 
-def evaluate_file(name: str, tagger, data_csv: Path, seen: set[str], tokenizer=None) -> tuple[EvalReport, list[Error]]:
-    """Run `tagger` over a labelled CSV and score it."""
-    data = read_labelled(data_csv)
+def evaluate_file(name: str, tagger, data: LabelledData, seen: set[str],
+                  tokenizer=None) -> tuple[EvalReport, list[Error]]:
+    """Run `tagger` over a labelled file (read once by the caller) and score it."""
     predictions = tagger.tag_batch([r.review for r in data.reviews])
     counts, token_accuracy, errors = score_spans(data.reviews, predictions, seen, tokenizer)
-    return EvalReport(name, str(data_csv), len(data.reviews), counts["overall"].as_dict(), counts["seen"].as_dict(),
+    return EvalReport(name, str(data.path), len(data.reviews), counts["overall"].as_dict(), counts["seen"].as_dict(),
                       counts["unseen"].as_dict(), token_accuracy), errors
 
 
@@ -154,10 +154,11 @@ def main(args: argparse.Namespace) -> int:
     gazetteer = Gazetteer(seen)
     reports, errors = [], []
     for data_csv in args.data:
-        report, errs = evaluate_file("model", tagger, data_csv, seen, tagger.tokenizer)
+        data = read_labelled(data_csv)
+        report, errs = evaluate_file("model", tagger, data, seen, tagger.tokenizer)
         reports.append(report)
         errors += [(Path(data_csv).name, e) for e in errs]
-        reports.append(evaluate_file("gazetteer", gazetteer, data_csv, seen, tagger.tokenizer)[0])
+        reports.append(evaluate_file("gazetteer", gazetteer, data, seen, tagger.tokenizer)[0])
     if args.errors:
         write_errors(args.errors, errors)
     print(json.dumps([asdict(r) for r in reports], indent=2) if args.json else format_reports(reports))

@@ -14,6 +14,7 @@ import logging
 import shutil
 from pathlib import Path
 
+from albert_dish.data import read_labelled
 from albert_dish.evaluate import EvalReport, Gazetteer, evaluate_file, training_dishes
 from albert_dish.files import atomic_dir, write_json_atomic, write_text_atomic
 
@@ -56,16 +57,23 @@ def train_all(out: Path, corpus: Path, train: Path, val: Path, preset: str = "ti
     return runs
 
 
-def evaluate_all(runs: dict[str, Path], train: Path, files: list[Path]) -> list[EvalReport]:
-    """Every model and the gazetteer baseline on every file."""
+LABELS = {"albert": "ALBERT (pretrained)", "scratch": "ALBERT, no pretraining", "bert": "BERT (pretrained)"}
+
+
+def load_taggers(runs: dict[str, Path]) -> dict[str, object]:
+    """The dish tagger of each run, keyed by its table label."""
     from albert_dish.predict import DishTagger
 
+    return {LABELS[k]: DishTagger.load(v / "dish-tagger") for k, v in runs.items()}
+
+
+def evaluate_all(taggers: dict[str, object], train: Path, files: list[Path]) -> list[EvalReport]:
+    """Every model and the gazetteer baseline on every file (each file read once)."""
     seen = training_dishes(train)
+    tokenizer = taggers[LABELS["albert"]].tokenizer
     reports = []
-    labels = {"albert": "ALBERT (pretrained)", "scratch": "ALBERT, no pretraining", "bert": "BERT (pretrained)"}
-    taggers = {labels[k]: DishTagger.load(v / "dish-tagger") for k, v in runs.items()}
-    tokenizer = taggers[labels["albert"]].tokenizer
-    for data in files:
+    for path in files:
+        data = read_labelled(path)
         for name, tagger in {**taggers, "gazetteer": Gazetteer(seen)}.items():
             reports.append(evaluate_file(name, tagger, data, seen, tokenizer)[0])
     return reports
@@ -83,16 +91,14 @@ def format_markdown(reports: list[EvalReport]) -> str:
     return "\n".join(rows)
 
 
-def same_task_result(runs: dict[str, Path], reports: list[EvalReport]) -> dict:
+def same_task_result(runs: dict[str, Path], taggers: dict[str, object], reports: list[EvalReport]) -> dict:
     """BERT vs ALBERT on the dish task: parameters, training time, F1 per split (for the app's compare tab)."""
-    from transformers import AutoModelForTokenClassification
-
     from albert_dish.model import count_parameters
 
     result = {"command": COMMAND}
-    for key, label in (("albert", "ALBERT (pretrained)"), ("bert", "BERT (pretrained)")):
-        model = AutoModelForTokenClassification.from_pretrained(runs[key] / "dish-tagger")
-        entry = {"parameters": count_parameters(model), "training_seconds": _elapsed(runs[key]),
+    for key in ("albert", "bert"):
+        label = LABELS[key]
+        entry = {"parameters": count_parameters(taggers[label].model), "training_seconds": _elapsed(runs[key]),
                  "size_mb": round((runs[key] / "dish-tagger" / "model.safetensors").stat().st_size / 1e6, 2)}
         for r in reports:
             if r.tagger == label:
@@ -168,8 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", type=Path, default=ROOT / "checkpoints", help="where the shipped model goes")
     args = parser.parse_args(argv)
     runs = train_all(args.out, args.corpus, args.train, args.val, args.preset)
-    reports = evaluate_all(runs, args.train, [args.val, args.test])
+    taggers = load_taggers(runs)
+    reports = evaluate_all(taggers, args.train, [args.val, args.test])
     table = format_markdown(reports)
-    ship(runs, table, same_task_result(runs, reports), args.target)
+    ship(runs, table, same_task_result(runs, taggers, reports), args.target)
     print(table)
     return 0
