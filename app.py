@@ -67,8 +67,8 @@ def find_dishes(text: str, model_dir: str, threshold: float):
 
 def tag_uploaded_file(file: str | None, model_dir: str, threshold: float, progress=gr.Progress()):
     """Tag an uploaded CSV (with a `review` column) or TXT (one review per line); return the CSV and a chart."""
+    from albert_dish.data import split_dishes
     from albert_dish.predict import tag_file
-    from albert_dish.data import Span
 
     if not file:
         raise gr.Error("Upload a CSV with a 'review' column, or a .txt file with one review per line.")
@@ -80,7 +80,7 @@ def tag_uploaded_file(file: str | None, model_dir: str, threshold: float, progre
                         on_progress=lambda done, total: progress(done / total, desc=f"Tagged {done}/{total} reviews"))
     except (ValueError, FileNotFoundError, UnicodeDecodeError) as err:
         raise gr.Error(f"Could not read {Path(file).name}: {err}") from None
-    mentions = [[Span(d, 0, 0) for d in r["predicted_dish_name"].split(";") if d] for r in rows]
+    mentions = [split_dishes(r["predicted_dish_name"]) for r in rows]
     summary = f"Tagged {len(rows)} reviews; {sum(bool(m) for m in mentions)} mention at least one dish."
     return str(output), plots.build_top_dishes_figure(mentions), summary
 

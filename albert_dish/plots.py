@@ -6,8 +6,6 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from albert_dish.data import Span
-
 Records = list[dict[str, Any]]
 
 
@@ -68,9 +66,9 @@ def build_finetune_figure(records: Records) -> go.Figure:
     return fig
 
 
-def build_top_dishes_figure(spans_per_review: list[list[Span]], top: int = 15) -> go.Figure:
+def build_top_dishes_figure(dishes_per_review: list[list[str]], top: int = 15) -> go.Figure:
     """Horizontal bars of the most mentioned dishes (case-insensitive, counted once per review)."""
-    counts = Counter(name for spans in spans_per_review for name in {s.text.lower() for s in spans})
+    counts = Counter(name for dishes in dishes_per_review for name in {d.lower() for d in dishes})
     names, values = zip(*counts.most_common(top)) if counts else ((), ())
     fig = go.Figure(go.Bar(x=list(values)[::-1], y=list(names)[::-1], orientation="h", marker_color="#d97706"))
     fig.update_layout(title="Most mentioned dishes", xaxis_title="reviews mentioning it", height=420,

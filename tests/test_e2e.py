@@ -1,6 +1,7 @@
 """End to end on a small slice: CLI train (tokenizer, pretraining, fine-tuning), predict, evaluate."""
 import csv
 import json
+import os
 import subprocess
 import sys
 
@@ -9,7 +10,7 @@ from conftest import ROOT
 
 def run_cli(*args, cwd):
     result = subprocess.run([sys.executable, "-m", "albert_dish", *map(str, args)], cwd=cwd, capture_output=True,
-                            text=True, timeout=300, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+                            text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
