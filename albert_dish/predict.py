@@ -112,7 +112,15 @@ def read_reviews_file(path: Path, column: str = "review") -> tuple[list[dict[str
         if column not in (reader.fieldnames or []):
             raise ValueError(f"{path}, line 1: no '{column}' column (columns: {reader.fieldnames}); add a header "
                              f"row with a '{column}' column, or give a .txt file with one review per line.")
-        rows = list(reader)
+        rows = []
+        for row in reader:
+            extra = row.pop(None, None)  # fields beyond the header: an unquoted comma
+            if extra and reader.fieldnames == [column]:
+                row[column] = ",".join([row[column] or "", *extra])  # a one-column file: the commas are the review's
+            elif extra:
+                raise ValueError(f"{path}, line {reader.line_num}: more fields than the header has; put quotes "
+                                 "around reviews that contain commas.")
+            rows.append(row)
     if not rows:
         raise ValueError(f"{path} holds no reviews.")
     return rows, [row.get(column) or "" for row in rows]

@@ -42,6 +42,18 @@ def test_train_predict_evaluate(small_data, tmp_path):
         rows = list(csv.DictReader(handle))
     assert [r["id"] for r in rows] == ["1", "2"] and all("predicted_dish_name" in r for r in rows)
 
+    unquoted = tmp_path / "unquoted.csv"  # a one-column CSV whose reviews contain bare commas
+    unquoted.write_text("review\nThe pad thai was sweet, the curry fine\n", encoding="utf-8")
+    run_cli("predict", "--model", tagger, "--input", unquoted, "--output", tmp_path / "u.csv", cwd=tmp_path)
+    with open(tmp_path / "u.csv", encoding="utf-8") as handle:
+        assert next(csv.DictReader(handle))["review"] == "The pad thai was sweet, the curry fine"
+    broken = tmp_path / "broken.csv"
+    broken.write_text("id,review\n1,a,b\n", encoding="utf-8")
+    result = subprocess.run([sys.executable, "-m", "albert_dish", "predict", "--model", str(tagger), "--input",
+                             str(broken)], cwd=tmp_path, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 2 and "broken.csv, line 2: more fields than the header" in result.stderr
+
     reports = json.loads(run_cli("evaluate", "--model", tagger, "--data", small_data / "dish_name_val.csv",
                                  "--train", small_data / "dish_name_train.csv", "--errors", tmp_path / "errors.csv",
                                  "--json", cwd=tmp_path))
