@@ -153,6 +153,7 @@ class BuildInfo:
     handwritten_skipped: list[str]
     handwritten_duplicates: int
     handwritten_to: dict[str, int]
+    train_only: tuple[int, int, int]  # handwritten_train/ lines, used, dropped for naming a held-out dish
     held_out_lexicon: tuple[int, int]  # held out, total
     held_out_handwritten: tuple[int, int]
     held_out_groups: dict[str, int]  # "val"/"test" -> held-out names kept for that split
@@ -201,6 +202,8 @@ class DataReport:
                       f"  handwritten: {b.handwritten_lines} lines, {b.handwritten_used} used, "
                       f"{len(b.handwritten_skipped)} skipped, {b.handwritten_duplicates} duplicates dropped; "
                       + ", ".join(f"{k} {v}" for k, v in b.handwritten_to.items()),
+                      f"  handwritten for training only: {b.train_only[0]} lines, {b.train_only[1]} used in train, "
+                      f"{b.train_only[2]} dropped for naming a held-out dish",
                       f"  held out: {b.held_out_lexicon[0]}/{b.held_out_lexicon[1]} lexicon dishes, "
                       f"{b.held_out_handwritten[0]}/{b.held_out_handwritten[1]} handwritten dish names; "
                       f"{b.held_out_groups['val']} kept for val, {b.held_out_groups['test']} for test",
@@ -935,6 +938,7 @@ def build_dataset(out_dir: Path, seed: int = 0, *, config: DataGenConfig = PRESE
     lexicon = load_lexicon(sources / "lexicon.json")
     frames = load_frames(sources / "frames.json")
     hand = read_handwritten(sources / "handwritten", lexicon)
+    train_only = read_handwritten(sources / "handwritten_train", lexicon)
     logger.info("Building toy data: seed %d, %d lexicon dishes, %d sentence frames, %d/%d handwritten reviews usable",
                 seed, len(lexicon.dishes), len(frames.frames), len(hand.reviews), hand.lines)
 
@@ -945,17 +949,25 @@ def build_dataset(out_dir: Path, seed: int = 0, *, config: DataGenConfig = PRESE
     held = partition_held_out(list(lexicon.dishes), list(hand_forms), seed, config.lexicon_held_out,
                               config.handwritten_held_out)
     # val and test get disjoint held-out groups, so val too can measure dishes never seen in training
-    held_index, known = NameIndex(held), NameIndex(forms)
+    held_index = NameIndex(held)
+    # training-only handwritten reviews: never evaluated on, so they must not name a held-out dish
+    hand_seen = {fold_case(r.review) for r in hand.reviews}
+    extra = [r for r in train_only.reviews if fold_case(r.review) not in hand_seen]
+    usable = [r for r in extra if not held_index.keys(r.review)]
+    for key, counts in sorted(count_hand_forms(usable).items()):
+        forms.setdefault(key, min(counts, key=lambda form: (-counts[form], form)))
+    known = NameIndex(forms)
     val_held, test_held = split_held_out(held, seed, config.val_held_out,
                                          together=[held_index.keys(r.review) for r in hand.reviews])
     val_index, test_index = NameIndex(val_held), NameIndex(test_held)
     train_keys = sorted(k for k in forms if k not in held)
     hand_split = split_handwritten(hand.reviews, val_index, test_index, seed, config.min_handwritten_eval)
+    hand_split["train"] = hand_split["train"] + usable
     hand_rows = {s: [LabelledRow(r.review, r.dishes) for r in hand_split[s]] for s in SPLITS}
 
     rng = random.Random(f"datagen:{seed}")
     composer = ReviewComposer(lexicon, frames, forms, rng)
-    seen = {fold_case(r.review) for r in hand.reviews}
+    seen = hand_seen | {fold_case(r.review) for r in usable}
     train_cycle = DishCycle(train_keys, rng)
     val_mix = UnseenMix(DishCycle(train_keys, rng), DishCycle(val_held, rng), config.val_unseen_share, rng,
                         start=hand_rows["val"])
@@ -1009,6 +1021,7 @@ def build_dataset(out_dir: Path, seed: int = 0, *, config: DataGenConfig = PRESE
         seed=seed, handwritten_lines=hand.lines, handwritten_used=len(hand.reviews),
         handwritten_skipped=hand.problems, handwritten_duplicates=hand.duplicates,
         handwritten_to={s: len(hand_split[s]) for s in SPLITS},
+        train_only=(train_only.lines, len(usable), len(extra) - len(usable)),
         held_out_lexicon=(len(held & lexicon_keys), len(lexicon_keys)),
         held_out_handwritten=(len(held & set(hand_forms)), len(hand_forms)),
         held_out_groups={"val": len(val_held), "test": len(test_held)},

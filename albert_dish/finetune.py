@@ -6,6 +6,7 @@ Input: `OUT/albert-pretrained/` and `review,dish_name` CSVs. Output: `OUT/finetu
 from __future__ import annotations
 
 import logging
+import random
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -33,10 +34,15 @@ class FinetuneConfig:
     logging_steps: int = 10
     seed: int = 0
     from_scratch: bool = False  # ablation: same fine-tuning from a randomly initialised encoder
+    swap_rate: float = 0.5  # share of training dish mentions renamed each epoch (see augment.py)
+    invented_share: float = 0.5  # of the renamed ones, share given a made-up name rather than another training dish
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"epochs and batch_size must be at least 1, got {self.epochs} and {self.batch_size}.")
+        if not (0 <= self.swap_rate <= 1 and 0 <= self.invented_share <= 1):
+            raise ValueError(f"swap_rate and invented_share must be in [0, 1], got {self.swap_rate} and "
+                             f"{self.invented_share}.")
         if not 0 <= self.stride < self.max_length // 2:
             raise ValueError(f"stride must be in [0, max_length/2), got {self.stride} with max_length {self.max_length}.")
 
@@ -58,6 +64,41 @@ def encode_reviews(tokenizer, reviews: list[LabelledReview], max_length: int, st
         windows.append(dict(input_ids=encoded["input_ids"][i], attention_mask=encoded["attention_mask"][i],
                             labels=bio_labels(encoded["offset_mapping"][i], reviews[sample].spans)))
     return windows
+
+
+class SwapCollator:
+    """Batches of training reviews, each re-drawn with some dishes renamed (seeded by seed, epoch and review).
+
+    Items are `{"index": i, "input_ids": ...}` (the ids only let the Trainer group reviews by length); windows and
+    BIO labels are built here, after the renaming, so they always match the text.
+    """
+
+    def __init__(self, tokenizer, reviews: list[LabelledReview], cfg: FinetuneConfig):
+        from transformers import DataCollatorForTokenClassification
+
+        from albert_dish.augment import WORD, NameMaker
+
+        self.tokenizer, self.reviews, self.cfg = tokenizer, reviews, cfg
+        self.names = sorted({s.text.lower() for r in reviews for s in r.spans})
+        words = {w.lower() for r in reviews for w in WORD.findall(r.review)}
+        self.maker = NameMaker(self.names, avoid=words) if self.names and cfg.invented_share > 0 else None
+        self.pad = DataCollatorForTokenClassification(tokenizer, label_pad_token_id=IGNORE)
+        self.epoch = 0
+
+    def __call__(self, items: list[dict]) -> dict[str, torch.Tensor]:
+        from albert_dish.augment import swap_dishes
+
+        if "index" not in items[0]:  # evaluation windows, already encoded
+            return self.pad(items)
+        reviews = []
+        for item in items:
+            review = self.reviews[item["index"]]
+            if self.names and self.cfg.swap_rate > 0:
+                rng = random.Random(f"{self.cfg.seed}:{self.epoch}:{item['index']}")
+                review = swap_dishes(review, rng, self.names, self.maker, self.cfg.swap_rate, self.cfg.invented_share)
+            reviews.append(review)
+        windows = encode_reviews(self.tokenizer, reviews, self.cfg.max_length, self.cfg.stride)
+        return self.pad(windows)
 
 
 def compute_tagging_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -91,9 +132,9 @@ def load_encoder(pretrained_dir: Path, from_scratch: bool = False):
 def run_finetune(pretrained_dir: Path, train_csv: Path, val_csv: Path, out_dir: Path, cfg: FinetuneConfig,
                  resume: bool = False, on_step=None) -> Path | None:
     """Fine-tune, keep the best epoch by validation F1, export `out_dir/dish-tagger`; None if stopped."""
-    from transformers import AutoTokenizer, DataCollatorForTokenClassification, EarlyStoppingCallback
+    from transformers import AutoTokenizer, EarlyStoppingCallback
 
-    from albert_dish.engine import RunLogger, StageTrainer, build_training_args, export_model, lamb_optimizer, run_stage
+    from albert_dish.engine import EpochCallback, RunLogger, StageTrainer, build_training_args, export_model, lamb_optimizer, run_stage
     from albert_dish.files import write_json_atomic
 
     out_dir = Path(out_dir)
@@ -105,17 +146,18 @@ def run_finetune(pretrained_dir: Path, train_csv: Path, val_csv: Path, out_dir: 
     model = load_encoder(pretrained_dir, cfg.from_scratch)
     max_length = min(cfg.max_length, model.config.max_position_embeddings)
     cfg = replace(cfg, max_length=max_length)
-    train_windows = encode_reviews(tokenizer, train.reviews, max_length, cfg.stride)
+    train_items = [dict(index=i, input_ids=ids) for i, ids in
+                   enumerate(tokenizer([r.review for r in train.reviews], truncation=True, max_length=max_length)["input_ids"])]
     val_windows = encode_reviews(tokenizer, val.reviews, max_length, cfg.stride)
     args = build_training_args(run_dir, cfg, num_train_epochs=cfg.epochs, eval_strategy="epoch",
                                save_strategy="epoch", load_best_model_at_end=True, metric_for_best_model="f1",
                                greater_is_better=True)
+    collator = SwapCollator(tokenizer, train.reviews, cfg)
     trainer = StageTrainer(
-        model=model, args=args, train_dataset=train_windows, eval_dataset=val_windows,
-        data_collator=DataCollatorForTokenClassification(tokenizer, label_pad_token_id=IGNORE),
+        model=model, args=args, train_dataset=train_items, eval_dataset=val_windows, data_collator=collator,
         compute_metrics=lambda p: compute_tagging_metrics(p.predictions, p.label_ids),
         optimizer_cls_and_kwargs=lamb_optimizer(cfg),
-        callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.patience)])
+        callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.patience), EpochCallback(collator)])
     logger = RunLogger(run_dir, "finetune", on_step)
     run_stage(trainer, logger, cfg, resume)
     if logger.stop_requested:

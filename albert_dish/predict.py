@@ -88,15 +88,38 @@ def decode_words(text: str, table: dict[tuple[int, int, int], list]) -> list[Spa
     count = int(words.max()) + 1 if len(words) else 0
     word_probs = torch.zeros(count, probs.shape[1]).index_add_(0, words, probs)
     word_probs /= torch.bincount(words, minlength=count).clamp(min=1).unsqueeze(1)
-    word_labels = word_probs.argmax(-1)
+    word_labels = join_adjacent(text, offsets, words.tolist(), word_probs.argmax(-1).tolist())
     labels, scores = [], []
     for i, word in enumerate(words.tolist()):
         label = int(word_labels[word])
         if label == LABEL2ID["B-DISH"] and i > 0 and words[i - 1] == word:
             label = LABEL2ID["I-DISH"]  # only the first sub-word of a word begins a dish
         labels.append(label)
-        scores.append(float(word_probs[word, word_labels[word]]))
+        scores.append(float(1 - word_probs[word, LABEL2ID["O"]]))  # confidence that the word is part of a dish
     return spans_from_labels(text, offsets, labels, scores)
+
+
+def join_adjacent(text: str, offsets: list[tuple[int, int]], words: list[int], word_labels: list[int]) -> list[int]:
+    """Word labels where a dish word right after another (a space or a hyphen between) continues the same dish.
+
+    Two dishes are practically never written side by side without a comma or "and" (2 of 5,400 neighbouring pairs
+    in data_toy), while a split name ("Sapin" "-" "sapin", "dan" "dan mian") is a common tagger slip.
+    """
+    B, I, O = LABEL2ID["B-DISH"], LABEL2ID["I-DISH"], LABEL2ID["O"]
+    labels = list(word_labels)
+    bounds: dict[int, list[int]] = {}
+    for (start, end), word in zip(offsets, words):
+        bounds.setdefault(word, [start, end])[1] = end
+    for word in range(1, len(labels)):
+        if labels[word] == O or labels[word - 1] == O and text[slice(*bounds[word - 1])] != "-":
+            continue
+        gap = text[bounds[word - 1][1]:bounds[word][0]]
+        if labels[word - 1] != O and labels[word] == B and not gap.strip():
+            labels[word] = I
+        elif (labels[word - 1] == O and word >= 2 and labels[word - 2] != O and not gap
+              and not text[bounds[word - 2][1]:bounds[word - 1][0]]):
+            labels[word - 1], labels[word] = I, I  # "Sapin" "-" "sapin": the hyphen joins them
+    return labels
 
 
 def read_reviews_file(path: Path, column: str = "review") -> tuple[list[dict[str, str]], list[str]]:

@@ -71,6 +71,9 @@ def test_default_build_meets_every_bar(built: tuple[Path, DataReport]) -> None:
     assert list(train.columns) == ["review", "dish_name"]
     assert report.build is not None and report.build.handwritten_to["val"] + report.build.handwritten_to["test"] >= 300
     assert report.build.handwritten_skipped == []  # İskender included
+    lines, used, dropped = report.build.train_only
+    assert used >= 1000 and used + dropped <= lines  # handwritten_train/ reviews reach train (and only train)
+    assert report.build.handwritten_to["train"] >= used
     assert "acceptance bars" in report.format()
     val, test = report.splits[1], report.splits[2]
     assert 0.35 <= val.unseen_share <= 0.45 and test.unseen_share >= 0.5

@@ -1,6 +1,9 @@
 """Window encoding and seqeval metrics of the fine-tuning stage."""
+import random
+
 import numpy as np
 
+from albert_dish.augment import GLUE, NameMaker, match_case, swap_dishes
 from albert_dish.data import LabelledReview, find_spans
 from albert_dish.finetune import compute_tagging_metrics, encode_reviews
 
@@ -26,4 +29,47 @@ def test_long_review_is_windowed_not_truncated(tokenizer):
     assert len(windows) > 3
     assert all(len(w["input_ids"]) <= 64 for w in windows)
     assert B in windows[-1]["labels"], "the dish at the very end is labelled in the last window"
-    assert sum(w["labels"].count(B) for w in windows) == 1
+    with_dish = [i for i, w in enumerate(windows) if B in w["labels"]]
+    assert all(windows[i]["labels"].count(B) == 1 for i in with_dish)
+    assert with_dish == list(range(len(windows) - len(with_dish), len(windows))) and len(with_dish) <= 2, \
+        "only the last window(s), which overlap by the stride, hold the dish"
+
+
+def labelled(review, dishes):
+    spans, missing = find_spans(review, dishes)
+    assert not missing
+    return LabelledReview(review, dishes, spans, 2)
+
+
+def test_swapped_dishes_are_renamed_everywhere_and_stay_exact():
+    review = labelled("The Pad Thai was great, the green curry too. More pad thai next time!", ["Pad Thai", "green curry"])
+    maker = NameMaker(["khao soi", "massaman curry", "larb gai"], avoid={"the", "was", "great"})
+    for seed in range(30):
+        swapped = swap_dishes(review, random.Random(seed), ["khao soi", "larb gai"], maker, rate=1.0)
+        assert len(swapped.spans) == 3
+        assert all(swapped.review[s.start:s.end] == s.text for s in swapped.spans)
+        first, _, again = swapped.spans
+        assert first.text.lower() == again.text.lower() != "pad thai", "one dish gets one new name"
+        assert first.text.istitle() and again.text.islower(), "each mention keeps its case style"
+        assert swapped.review.endswith(" next time!") and ", the " in swapped.review
+    assert swap_dishes(review, random.Random(0), ["khao soi"], maker, rate=0.0) is review
+
+
+def test_invented_names_keep_the_shape_and_avoid_known_words():
+    real = ["tarta de santiago", "pan con tomate", "tortilla", "patatas bravas", "gazpacho", "croquetas de jamón",
+            "pulpo a la gallega", "crema catalana", "fabada asturiana", "churros con chocolate"]
+    known_words = {w for name in real for w in name.split()}
+    maker = NameMaker(real, avoid=known_words)
+    rng = random.Random(0)
+    names = [maker.name(rng) for _ in range(200)]
+    assert len(set(names)) > 100
+    for name in names:
+        assert set(name.split()) - known_words, f"{name!r} has no invented word"
+    assert any(" de " in n for n in names) and any(" con " in n for n in names), "glue words are kept"
+
+
+def test_match_case():
+    assert match_case("khao soi", "PAD THAI") == "KHAO SOI"
+    assert match_case("khao soi", "Pad Thai") == "Khao Soi"
+    assert match_case("Khao Soi", "pad thai") == "khao soi"
+    assert match_case("khao soi", "Pad thai") == "Khao soi"
