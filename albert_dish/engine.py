@@ -5,6 +5,7 @@ Input: a model, datasets, a collator and a stage config. Output: a run folder wi
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import shutil
@@ -167,10 +168,32 @@ def build_training_args(run_dir: Path, cfg: Any, **overrides: Any) -> TrainingAr
 
 
 def lamb_optimizer(cfg: Any) -> tuple[type, dict[str, Any]]:
-    """LAMB from pytorch-optimizer; the Trainer builds param groups without decay for LayerNorm and biases."""
+    """LAMB for the Trainer (which puts LayerNorm weights and biases in a group without weight decay)."""
+    return layerwise_lamb(), dict(lr=cfg.learning_rate, betas=(0.9, 0.999), eps=1e-6, weight_decay=cfg.weight_decay)
+
+
+@functools.cache
+def layerwise_lamb() -> type:
+    """The LAMB class below (built on first use: pytorch-optimizer is imported only when training)."""
     from pytorch_optimizer import Lamb
 
-    return Lamb, dict(lr=cfg.learning_rate, betas=(0.9, 0.999), eps=1e-6, weight_decay=cfg.weight_decay)
+    class LayerwiseLamb(Lamb):
+        """pytorch-optimizer's LAMB with the layer-wise trust ratio only on matrices, as in BERT's and ALBERT's LAMB
+        (`exclude_from_layer_adaptation`: LayerNorm and bias). 1-D tensors get plain Adam steps: a bias starts at
+        zero, and a trust ratio of |w| / |step| would let it grow only ~lr per step in relative terms, which kept
+        the MLM output bias (the unigram distribution) from being learned for hundreds of steps."""
+
+        def __init__(self, params, **kwargs):
+            params = list(params)
+            groups = params if params and isinstance(params[0], dict) else [{"params": params}]
+            split = []
+            for group in groups:
+                tensors = list(group["params"])
+                split.append({**group, "params": [p for p in tensors if p.ndim > 1]})
+                split.append({**group, "params": [p for p in tensors if p.ndim <= 1], "adam": True})
+            super().__init__([g for g in split if g["params"]], **kwargs)
+
+    return LayerwiseLamb
 
 
 def run_stage(trainer: StageTrainer, logger: RunLogger, cfg: Any, resume: bool) -> None:

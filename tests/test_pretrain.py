@@ -75,3 +75,23 @@ def test_stop_then_resume_ends_where_an_uninterrupted_run_would(small_data, tmp_
     assert [m["step"] for m in a] == [m["step"] for m in b] == list(range(2, 21, 2))
     for x, y in zip(a, b):  # same data order, masks and optimizer state after the resume
         assert abs(x["loss"] - y["loss"]) < 1e-3, (x, y)
+
+
+def test_lamb_adapts_matrices_layerwise_and_steps_biases_like_adam():
+    from albert_dish.engine import lamb_optimizer
+
+    layer = torch.nn.Linear(8, 4)
+    torch.nn.init.zeros_(layer.bias)
+    cls, kwargs = lamb_optimizer(PRESETS["test"])
+    optimizer = cls([{"params": [layer.weight], "weight_decay": 0.01}, {"params": [layer.bias], "weight_decay": 0.0}],
+                    **kwargs)
+    assert [(g["params"][0].ndim, g["adam"]) for g in optimizer.param_groups] == [(2, False), (1, True)]
+    moved = []
+    for _ in range(5):
+        optimizer.zero_grad()
+        layer(torch.ones(2, 8)).sum().backward()
+        optimizer.step()
+        moved.append(layer.bias.abs().mean().item())
+    # a zero-initialised bias keeps moving a full step each time (Adam); with LAMB's trust ratio |w|/|step| every
+    # step after the first would be ~lr times smaller, so five steps would move it barely more than one
+    assert moved[-1] > 3 * moved[0] > 0
