@@ -835,7 +835,7 @@ class UnseenMix:
                  start: Iterable[LabelledRow] = ()) -> None:
         """`start`: rows already in the split (the handwritten ones)."""
         self.seen, self.unseen, self.target, self.rng = seen, unseen, target, rng
-        self.unseen_keys = set(unseen.keys)
+        self.seen_keys = set(seen.keys)  # any other dish counts as unseen: a val-group one, or one no train row names
         self.mentions = self.unseen_mentions = 0
         for row in start:
             self.record(row)
@@ -844,7 +844,7 @@ class UnseenMix:
         """Count an accepted row's mentions."""
         keys = [normalize_name(d) for d in row.dishes]
         self.mentions += len(keys)
-        self.unseen_mentions += sum(k in self.unseen_keys for k in keys)
+        self.unseen_mentions += sum(k not in self.seen_keys for k in keys)
 
     def draw(self) -> str:
         """An unseen dish with a probability that rises while the share is below the target."""
@@ -969,26 +969,27 @@ def build_dataset(out_dir: Path, seed: int = 0, *, config: DataGenConfig = PRESE
     composer = ReviewComposer(lexicon, frames, forms, rng)
     seen = hand_seen | {fold_case(r.review) for r in usable}
     train_cycle = DishCycle(train_keys, rng)
-    val_mix = UnseenMix(DishCycle(train_keys, rng), DishCycle(val_held, rng), config.val_unseen_share, rng,
-                        start=hand_rows["val"])
     test_cycle = DishCycle(test_held, rng)
     targets = {"train": config.train_rows, "val": config.val_rows, "test": config.test_rows}
     n_templated = {s: max(targets[s] - len(hand_split[s]), config.min_templated_rows) for s in SPLITS}
-
-    def draw_test() -> str:
-        """A test-group held-out dish, or now and then a train dish."""
-        return train_cycle.draw() if rng.random() < config.test_seen_dish_rate else test_cycle.draw()
-
-    draws = {"train": train_cycle.draw, "val": val_mix.draw, "test": draw_test}
     # train never names a held-out dish, val never one of test's group, and test none of val's
     banned = {"train": held_index, "val": test_index, "test": val_index}
     splits: dict[str, list[LabelledRow]] = {}
-    for split in SPLITS:
-        templated = generate_rows(composer, n_templated[split], draws[split], known, seen, banned=banned[split],
-                                  on_row=val_mix.record if split == "val" else None)
+
+    def add_split(split: str, draw: Callable[[], str], on_row: Callable[[LabelledRow], None] | None = None) -> None:
+        """Generate the split's templated rows, join its handwritten ones and shuffle."""
+        templated = generate_rows(composer, n_templated[split], draw, known, seen, banned=banned[split],
+                                  on_row=on_row)
         rows = hand_rows[split] + templated
         rng.shuffle(rows)
         splits[split] = rows
+
+    add_split("train", train_cycle.draw)
+    # "seen" dishes of val and test are drawn from those the train rows really name
+    trained = DishCycle(sorted({normalize_name(d) for r in splits["train"] for d in r.dishes} & set(train_keys)), rng)
+    val_mix = UnseenMix(trained, DishCycle(val_held, rng), config.val_unseen_share, rng, start=hand_rows["val"])
+    add_split("val", val_mix.draw, val_mix.record)
+    add_split("test", lambda: trained.draw() if rng.random() < config.test_seen_dish_rate else test_cycle.draw())
 
     # corpus: train reviews plus generated reviews naming every known dish, held-out ones included
     evaluation = {fold_case(r.review) for s in ("val", "test") for r in splits[s]}
