@@ -930,6 +930,12 @@ def count_hand_forms(reviews: Sequence[HandReview]) -> dict[str, Counter[str]]:
     return {key: mid.get(key) or start[key] for key in sorted(set(mid) | set(start))}
 
 
+def add_hand_forms(forms: dict[str, str], counts: dict[str, Counter[str]]) -> None:
+    """Give each name not yet in `forms` its most common handwritten spelling (ties: the first in sort order)."""
+    for key, spellings in sorted(counts.items()):
+        forms.setdefault(key, min(spellings, key=lambda form: (-spellings[form], form)))
+
+
 def build_dataset(out_dir: Path, seed: int = 0, *, config: DataGenConfig = PRESETS["toy"],
                   sources: Path | None = None) -> DataReport:
     """Generate the corpus and the three labelled splits into `out_dir` (same seed and sources = same bytes)."""
@@ -944,8 +950,7 @@ def build_dataset(out_dir: Path, seed: int = 0, *, config: DataGenConfig = PRESE
 
     forms = {normalize_name(name): name for name in lexicon.dishes}
     hand_forms = count_hand_forms(hand.reviews)
-    for key, counts in sorted(hand_forms.items()):
-        forms.setdefault(key, min(counts, key=lambda form: (-counts[form], form)))
+    add_hand_forms(forms, hand_forms)
     held = partition_held_out(list(lexicon.dishes), list(hand_forms), seed, config.lexicon_held_out,
                               config.handwritten_held_out)
     # val and test get disjoint held-out groups, so val too can measure dishes never seen in training
@@ -954,8 +959,7 @@ def build_dataset(out_dir: Path, seed: int = 0, *, config: DataGenConfig = PRESE
     hand_seen = {fold_case(r.review) for r in hand.reviews}
     extra = [r for r in train_only.reviews if fold_case(r.review) not in hand_seen]
     usable = [r for r in extra if not held_index.keys(r.review)]
-    for key, counts in sorted(count_hand_forms(usable).items()):
-        forms.setdefault(key, min(counts, key=lambda form: (-counts[form], form)))
+    add_hand_forms(forms, count_hand_forms(usable))
     known = NameIndex(forms)
     val_held, test_held = split_held_out(held, seed, config.val_held_out,
                                          together=[held_index.keys(r.review) for r in hand.reviews])
