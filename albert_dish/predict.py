@@ -110,15 +110,17 @@ def join_adjacent(text: str, offsets: list[tuple[int, int]], words: list[int], w
     bounds: dict[int, list[int]] = {}
     for (start, end), word in zip(offsets, words):
         bounds.setdefault(word, [start, end])[1] = end
+
+    def gap(word: int) -> str:
+        """The text between `word` and the word before it."""
+        return text[bounds[word - 1][1]:bounds[word][0]]
+
     for word in range(1, len(labels)):
-        if labels[word] == O or labels[word - 1] == O and text[slice(*bounds[word - 1])] != "-":
-            continue
-        gap = text[bounds[word - 1][1]:bounds[word][0]]
-        if labels[word - 1] != O and labels[word] == B and not gap.strip():
+        if labels[word] == B and labels[word - 1] != O and not gap(word).strip():
             labels[word] = I
-        elif (labels[word - 1] == O and word >= 2 and labels[word - 2] != O and not gap
-              and not text[bounds[word - 2][1]:bounds[word - 1][0]]):
-            labels[word - 1], labels[word] = I, I  # "Sapin" "-" "sapin": the hyphen joins them
+        elif (labels[word] != O and labels[word - 1] == O and word >= 2 and labels[word - 2] != O
+              and text[slice(*bounds[word - 1])] == "-" and not gap(word) and not gap(word - 1)):
+            labels[word - 1] = labels[word] = I  # "Sapin" "-" "sapin": a hyphen with no spaces joins them
     return labels
 
 
