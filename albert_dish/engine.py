@@ -21,7 +21,7 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from albert_dish.files import append_jsonl, read_jsonl, write_json_atomic, write_text_atomic
-from albert_dish.model import describe_device
+from albert_dish.model import describe_device, use_bf16
 
 log = logging.getLogger(__name__)
 OnStep = Callable[[int, int], None]
@@ -143,7 +143,7 @@ class EpochCallback(TrainerCallback):
 
 
 def build_training_args(run_dir: Path, cfg: Any, **overrides: Any) -> TrainingArguments:
-    """TrainingArguments shared by both stages: LAMB-ready, linear warm-up/decay, clipping, bf16 on CUDA."""
+    """TrainingArguments shared by both stages: LAMB-ready, linear warm-up/decay, clipping, bf16 where the device has it."""
     defaults = dict(
         output_dir=str(Path(run_dir) / "checkpoints"),
         per_device_train_batch_size=cfg.batch_size,
@@ -156,7 +156,8 @@ def build_training_args(run_dir: Path, cfg: Any, **overrides: Any) -> TrainingAr
         logging_steps=cfg.logging_steps,
         save_total_limit=2,
         seed=cfg.seed,
-        bf16=torch.cuda.is_available(),
+        bf16=use_bf16(),
+        use_cpu=use_bf16() and not torch.cuda.is_available(),  # the Trainer wants it said for bf16 on a CPU
         report_to="none",
         remove_unused_columns=False,
         dataloader_num_workers=0,

