@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("pretrain", parents=[stage, corpus], help=COMMANDS["pretrain"])
     add_config_flags(p, PretrainConfig)
-    p = sub.add_parser("finetune", parents=[stage, labelled], help=COMMANDS["finetune"])
+    p = sub.add_parser("finetune", parents=[stage, corpus, labelled], help=COMMANDS["finetune"])
     p.add_argument("--pretrained", type=Path, default=None, help="pretrained folder (default OUT/albert-pretrained)")
     add_config_flags(p, FinetuneConfig)
     p = sub.add_parser("train", parents=[stage, corpus, labelled], help=COMMANDS["train"])
@@ -123,7 +123,8 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
         prefix = "finetune." if args.command == "train" else ""
         cfg = build_config(finetune.PRESETS, args.preset, args, prefix)
         pretrained = getattr(args, "pretrained", None) or args.out / "albert-pretrained"
-        exported = finetune.run_finetune(pretrained, args.train, args.val, args.out, cfg, resume=args.resume)
+        exported = finetune.run_finetune(pretrained, args.train, args.val, args.out, cfg, resume=args.resume,
+                                         corpus=args.corpus)
         result["tagger"] = str(exported) if exported else None
         if exported is None:
             result["state"] = "stopped"

@@ -5,6 +5,7 @@ Input: `OUT/albert-pretrained/` and `review,dish_name` CSVs. Output: `OUT/finetu
 """
 from __future__ import annotations
 
+import json
 import logging
 import random
 from dataclasses import dataclass, replace
@@ -13,8 +14,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from albert_dish.data import IGNORE, LabelledReview, bio_labels, read_labelled
+from albert_dish.data import (IGNORE, LabelledData, LabelledReview, bio_labels, find_spans, read_corpus, read_labelled,
+                              write_labelled_atomic)
 from albert_dish.model import LABELS, label_kwargs
+from albert_dish.predict import DishTagger
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +28,7 @@ class FinetuneConfig:
 
     # With dishes renamed each epoch the tagger keeps improving for long: on data_toy 30 epochs beat 22 and 15
     # (validation F1 0.83 / 0.81 / 0.78); 26 is what fits the tiny preset's 10-minute CPU budget.
-    epochs: int = 26
+    epochs: int = 18
     batch_size: int = 32  # 64 (LAMB lr 7e-3) was only 6% faster a step and ~5 F1 points worse after 24 epochs
     learning_rate: float = 5e-3  # LAMB; 5e-3 beat 1e-3 on validation F1 (0.74 vs 0.62) on data_toy
     warmup_steps: int = 30
@@ -40,6 +43,14 @@ class FinetuneConfig:
     from_scratch: bool = False  # ablation: same fine-tuning from a randomly initialised encoder
     swap_rate: float = 0.5  # share of training dishes renamed each epoch (see augment.py); 0.8 did worse
     invented_share: float = 0.5  # of the renamed ones, share given a made-up name rather than another training dish
+    # Self-training: a second round on the training rows plus corpus reviews the first-round tagger is sure of. The
+    # corpus names many dishes no training row does; on data_toy 8 such epochs with 4,000 rows lifted test F1 on
+    # unseen dishes 0.747 -> 0.780 (validation 0.810 -> 0.818). 0 rows: no second round.
+    self_training_rows: int = 4000
+    self_training_rounds: int = 2  # a second round (the corpus re-tagged by the improved tagger) gained 1.8 more points
+    self_training_epochs: int = 4
+    self_training_learning_rate: float = 2e-3
+    self_training_min_score: float = 0.85  # every dish of a chosen review scored at least this (1 - P(O), 0-1)
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -47,6 +58,11 @@ class FinetuneConfig:
         if not (0 <= self.swap_rate <= 1 and 0 <= self.invented_share <= 1):
             raise ValueError(f"swap_rate and invented_share must be in [0, 1], got {self.swap_rate} and "
                              f"{self.invented_share}.")
+        if min(self.self_training_rows, self.self_training_rounds) < 0 or self.self_training_epochs < 1 or not 0 <= self.self_training_min_score <= 1:
+            raise ValueError(f"self_training_rows and _rounds must be >= 0, self_training_epochs >= 1 and "
+                             f"self_training_min_score in [0, 1]; got {self.self_training_rows}, "
+                             f"{self.self_training_rounds}, {self.self_training_epochs} and "
+                             f"{self.self_training_min_score}.")
         if not 0 <= self.stride < self.max_length // 2:
             raise ValueError(f"stride must be in [0, max_length/2), got {self.stride} with max_length {self.max_length}.")
 
@@ -55,7 +71,8 @@ PRESETS = {
     "tiny": FinetuneConfig(),
     "small": FinetuneConfig(epochs=8, batch_size=32, learning_rate=5e-4),
     "base": FinetuneConfig(epochs=5, batch_size=32, learning_rate=2e-4, warmup_steps=100),
-    "test": FinetuneConfig(epochs=2, batch_size=8, max_length=64, stride=16, warmup_steps=2, logging_steps=2),
+    "test": FinetuneConfig(epochs=2, batch_size=8, max_length=64, stride=16, warmup_steps=2, logging_steps=2,
+                           self_training_rows=16, self_training_rounds=1, self_training_epochs=1, self_training_min_score=0.0),
 }
 
 
@@ -134,45 +151,125 @@ def load_encoder(pretrained_dir: Path, from_scratch: bool = False):
 
 
 def run_finetune(pretrained_dir: Path, train_csv: Path, val_csv: Path, out_dir: Path, cfg: FinetuneConfig,
-                 resume: bool = False, on_step=None) -> Path | None:
-    """Fine-tune, keep the best epoch by validation F1, export `out_dir/dish-tagger`; None if stopped."""
-    from transformers import AutoTokenizer, EarlyStoppingCallback
+                 resume: bool = False, on_step=None, corpus: Path | None = None) -> Path | None:
+    """Fine-tune (best epoch by validation F1) and export `out_dir/dish-tagger`; None if stopped.
 
-    from albert_dish.engine import EpochCallback, RunLogger, StageTrainer, build_training_args, export_model, lamb_optimizer, run_stage
+    With a `corpus` and `cfg.self_training_rows`, `cfg.self_training_rounds` more rounds follow
+    (`out_dir/selftrain/round-N/`): the latest tagger tags the corpus, and training goes on with the training rows plus
+    the corpus reviews it is sure of. The round with the best validation F1 is exported.
+    """
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    from albert_dish.engine import export_model
     from albert_dish.files import write_json_atomic
 
     out_dir = Path(out_dir)
-    run_dir = out_dir / "finetune"
-    run_dir.mkdir(parents=True, exist_ok=True)
     train, val = read_labelled(train_csv), read_labelled(val_csv)
     tokenizer = AutoTokenizer.from_pretrained(pretrained_dir)
     torch.manual_seed(cfg.seed)
+    rounds = [out_dir / "finetune"]
+    if corpus is not None and cfg.self_training_rows > 0:
+        rounds += [out_dir / "selftrain" / f"round-{n}" for n in range(1, cfg.self_training_rounds + 1)]
+        known = {normalize_review(r.review) for r in train.reviews + val.reviews}  # never self-train on these
+        lines = [line for line in read_corpus(corpus) if normalize_review(line) not in known]
+    if not resume:
+        shutil.rmtree(out_dir / "selftrain", ignore_errors=True)
     model = load_encoder(pretrained_dir, cfg.from_scratch)
+    results = []
+    for number, run_dir in enumerate(rounds):
+        tagger_dir = run_dir / "tagger"  # kept only when there are several rounds to choose from
+        if resume and len(rounds) > 1 and (tagger_dir / "config.json").exists():
+            model = load_encoder(tagger_dir)
+            results.append(json.loads((run_dir / "results.json").read_text()))
+            continue
+        reviews, round_cfg, stage = train.reviews, cfg, "finetune"
+        if number > 0:
+            pseudo_csv = run_dir / "pseudo_labels.csv"
+            if not (resume and pseudo_csv.exists()):
+                write_labelled_atomic(pseudo_csv, select_pseudo_labels(DishTagger(model, tokenizer), lines, cfg))
+            if len(pseudo_csv.read_text(encoding="utf-8").splitlines()) < 2:
+                log.warning("Self-training stops: the tagger is sure of no dish in the corpus (%s).", pseudo_csv)
+                break
+            reviews = train.reviews + read_labelled(pseudo_csv).reviews
+            round_cfg = replace(cfg, epochs=cfg.self_training_epochs, learning_rate=cfg.self_training_learning_rate)
+            stage = "selftrain"
+        scores = train_round(run_dir, stage, model, tokenizer, reviews, val, round_cfg, resume, on_step)
+        if scores is None:
+            return None
+        results.append(dict(round=number, train_reviews=len(reviews), **scores))
+        write_json_atomic(run_dir / "results.json", results[-1])
+        if len(rounds) > 1:
+            export_model(model, tokenizer, tagger_dir)
+    best = max(range(len(results)), key=lambda i: (results[i]["f1"], i))
+    if best != len(results) - 1:
+        model = load_encoder(rounds[best] / "tagger")
+    log.info("Validation F1 by round: %s; keeping round %d", [r["f1"] for r in results], best)
+    summary = dict(validation=str(val_csv), train=str(train_csv), pretrained=str(pretrained_dir),
+                   missing_dishes=train.missing + val.missing, **results[best],
+                   rounds=[dict(round=r["round"], train_reviews=r["train_reviews"], f1=r["f1"]) for r in results])
+    files = {name: (rounds[0] / name).read_text(encoding="utf-8") for name in ("metrics.jsonl", "run_config.json")}
+    files.update({f"self_training_round_{n}_metrics.jsonl": (rounds[n] / "metrics.jsonl").read_text(encoding="utf-8")
+                  for n in range(1, len(results))})
+    export_dir = export_model(model, tokenizer, out_dir / "dish-tagger",
+                              files={**files, "results.json": json.dumps(summary, indent=2) + "\n"})
+    log.info("Dish tagger written to %s (validation F1 %.4f)", export_dir, summary["f1"])
+    return export_dir
+
+
+def train_round(run_dir: Path, stage: str, model, tokenizer, reviews: list[LabelledReview], val: LabelledData,
+                cfg: FinetuneConfig, resume: bool, on_step=None) -> dict | None:
+    """Train `model` in place on `reviews` (best epoch by validation F1 restored); its scores, None if stopped."""
+    from transformers import EarlyStoppingCallback
+
+    from albert_dish.engine import EpochCallback, RunLogger, StageTrainer, build_training_args, lamb_optimizer, run_stage
+
+    run_dir.mkdir(parents=True, exist_ok=True)
     max_length = min(cfg.max_length, model.config.max_position_embeddings)
     cfg = replace(cfg, max_length=max_length)
     train_items = [dict(index=i, input_ids=ids) for i, ids in
-                   enumerate(tokenizer([r.review for r in train.reviews], truncation=True, max_length=max_length)["input_ids"])]
+                   enumerate(tokenizer([r.review for r in reviews], truncation=True, max_length=max_length)["input_ids"])]
     val_windows = encode_reviews(tokenizer, val.reviews, max_length, cfg.stride)
     args = build_training_args(run_dir, cfg, num_train_epochs=cfg.epochs, eval_strategy="epoch",
                                save_strategy="epoch", load_best_model_at_end=True, metric_for_best_model="f1",
                                greater_is_better=True)
-    collator = SwapCollator(tokenizer, train.reviews, cfg)
+    collator = SwapCollator(tokenizer, reviews, cfg)
     trainer = StageTrainer(
         model=model, args=args, train_dataset=train_items, eval_dataset=val_windows, data_collator=collator,
         compute_metrics=lambda p: compute_tagging_metrics(p.predictions, p.label_ids),
         optimizer_cls_and_kwargs=lamb_optimizer(cfg),
         callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.patience), EpochCallback(collator)])
-    logger = RunLogger(run_dir, "finetune", on_step)
+    logger = RunLogger(run_dir, stage, on_step)
     run_stage(trainer, logger, cfg, resume)
     if logger.stop_requested:
-        log.info("Fine-tuning stopped at step %d; resume with --resume.", trainer.state.global_step)
+        log.info("%s stopped at step %d; resume with --resume.", stage, trainer.state.global_step)
         return None
     best = trainer.evaluate()
-    summary = dict(validation=str(val_csv), train=str(train_csv), pretrained=str(pretrained_dir),
-                   best_checkpoint=trainer.state.best_model_checkpoint, missing_dishes=train.missing + val.missing,
-                   **{k.removeprefix("eval_"): v for k, v in best.items()})
-    write_json_atomic(run_dir / "results.json", summary)
-    export_dir = export_model(trainer.model, tokenizer, out_dir / "dish-tagger", files={
-        name: (run_dir / name).read_text(encoding="utf-8") for name in ("metrics.jsonl", "run_config.json", "results.json")})
-    log.info("Dish tagger written to %s (validation F1 %.4f)", export_dir, best.get("eval_f1", float("nan")))
-    return export_dir
+    return dict(best_checkpoint=trainer.state.best_model_checkpoint, **{k.removeprefix("eval_"): v for k, v in best.items()})
+
+
+def normalize_review(text: str) -> str:
+    """A review compared case- and spacing-insensitively (to keep training and validation reviews out of self-training)."""
+    return " ".join(text.lower().split())
+
+
+def select_pseudo_labels(tagger: DishTagger, lines: list[str], cfg: FinetuneConfig,
+                         chunk: int = 1000) -> list[tuple[str, list[str]]]:
+    """(review, dishes) for up to `cfg.self_training_rows` corpus lines (seeded shuffle) in which the tagger finds at
+    least one dish and is sure of every one (score >= `cfg.self_training_min_score`)."""
+    lines = list(lines)
+    random.Random(cfg.seed).shuffle(lines)
+    chosen: list[tuple[str, list[str]]] = []
+    for begin in range(0, len(lines), chunk):
+        batch = lines[begin:begin + chunk]
+        for text, spans in zip(batch, tagger.tag_batch(batch)):
+            dishes = list(dict.fromkeys(span.text for span in spans))
+            if (spans and all(span.score >= cfg.self_training_min_score for span in spans)
+                    and not find_spans(text, dishes)[1]):  # every dish a whole-word match, as labels must be
+                chosen.append((text, dishes))
+        if len(chosen) >= cfg.self_training_rows:
+            break
+    log.info("Self-training: %d confidently tagged corpus reviews from %d read", min(len(chosen), cfg.self_training_rows),
+             min(begin + chunk, len(lines)) if lines else 0)
+    return chosen[:cfg.self_training_rows]

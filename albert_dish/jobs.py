@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data_toy"
 RUNS = Path(os.environ.get("ALBERT_DISH_RUNS", "runs"))
 SHIPPED_TAGGER = ROOT / "checkpoints" / "dish-tagger"
+STAGES = {"pretrain": "Pretraining", "finetune": "Fine-tuning", "selftrain": "Self-training"}  # in run order
 SHIPPED_PRETRAINED = ROOT / "checkpoints" / "albert-pretrained"
 _processes: dict[int, subprocess.Popen] = {}
 
@@ -144,9 +145,10 @@ def stop_job(runs: Path = RUNS) -> dict[str, Any]:
     job = active_job(runs)
     if job is None:
         raise JobError("No training job is running.")
-    for stage in ("pretrain", "finetune"):
-        (runs / job["run"] / stage).mkdir(parents=True, exist_ok=True)
-        (runs / job["run"] / stage / "STOP").touch()
+    run_dir = runs / job["run"]
+    for folder in (run_dir / "pretrain", run_dir / "finetune", *(run_dir / "selftrain").glob("round-*")):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "STOP").touch()
     os.kill(job["pid"], signal.SIGTERM)
     return job
 
@@ -157,9 +159,15 @@ def read_run(run_name: str, runs: Path = RUNS, log_lines: int = 15) -> RunView:
     view = RunView(run_name)
     view.pretrain = read_jsonl(run_dir / "pretrain" / "metrics.jsonl")
     view.finetune = read_jsonl(run_dir / "finetune" / "metrics.jsonl")
-    statuses = [json.loads(p.read_text()) for p in (run_dir / "pretrain" / "status.json",
-                                                      run_dir / "finetune" / "status.json") if p.exists()]
-    view.status = max(statuses, key=lambda s: s.get("stage") == "finetune", default={})
+    # self-training rounds continue the fine-tuning curves, their steps counted on from the round before
+    rounds = sorted((run_dir / "selftrain").glob("round-*"), key=lambda p: int(p.name.split("-")[1]))
+    for number, round_dir in enumerate(rounds, 1):
+        offset = max((r.get("step", 0) for r in view.finetune), default=0)
+        view.finetune += [{**r, "step": r.get("step", 0) + offset, "round": f"self-training {number}"}
+                          for r in read_jsonl(round_dir / "metrics.jsonl")]
+    statuses = [json.loads((folder / "status.json").read_text())
+                for folder in (run_dir / "pretrain", run_dir / "finetune", *rounds) if (folder / "status.json").exists()]
+    view.status = statuses[-1] if statuses else {}
     if (run_dir / "job.json").exists():
         view.job = json.loads((run_dir / "job.json").read_text())
         view.running = is_alive(view.job.get("pid", -1))
@@ -190,7 +198,7 @@ def describe_status(view: RunView) -> str:
     percent = f" ({100 * done / total:.0f}%)" if total else ""
     eta = (f", about {format_seconds(s['eta_s'])} left" if view.running and s.get("state") == "running"
            and s.get("eta_s") is not None else "")
-    stage = {"pretrain": "Pretraining", "finetune": "Fine-tuning"}.get(s.get("stage"), s.get("stage", ""))
+    stage = STAGES.get(s.get("stage"), s.get("stage", ""))
     return f"{stage}: {s.get('state', '?')} — step {done}/{total}{percent}{eta} · elapsed {format_seconds(s.get('elapsed_s', 0))} on {s.get('device', '?')}"
 
 

@@ -53,7 +53,7 @@ def build_learning_rate_figure(pretrain: Records, finetune: Records) -> go.Figur
 
 
 def build_finetune_figure(records: Records) -> go.Figure:
-    """Fine-tuning loss and, per epoch, validation entity F1 and token accuracy."""
+    """Fine-tuning loss and, per epoch, validation entity F1 and token accuracy (then the self-training round's)."""
     fig = _figure("Fine-tuning: loss and validation scores", "loss")
     _add(fig, records, "loss", "training loss")
     _add(fig, records, "eval_loss", "validation loss", "dot")
@@ -63,6 +63,12 @@ def build_finetune_figure(records: Records) -> go.Figure:
             x, y = zip(*points)
             fig.add_trace(go.Scatter(x=x, y=y, name=name, mode="lines+markers", yaxis="y2"))
     fig.update_layout(yaxis2=dict(title="score", overlaying="y", side="right", range=[0, 1]))
+    starts = {}
+    for r in records:
+        if r.get("round"):
+            starts.setdefault(r["round"], r["step"])
+    for name, step in starts.items():
+        fig.add_vline(x=step, line_dash="dash", line_color="gray", annotation_text=name)
     return fig
 
 

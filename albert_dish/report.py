@@ -27,7 +27,7 @@ COMMAND = "python -m albert_dish reproduce --out runs/shipped"
 def _elapsed(run_dir: Path) -> float:
     """Training seconds of a run folder's stages (from their status.json)."""
     total = 0.0
-    for stage in ("pretrain", "finetune"):
+    for stage in ("pretrain", "finetune", "selftrain"):
         status = run_dir / stage / "status.json"
         if status.exists():
             total += json.loads(status.read_text()).get("elapsed_s", 0.0)
@@ -48,12 +48,12 @@ def train_all(out: Path, corpus: Path, train: Path, val: Path, preset: str = "ti
                 if pretrain.run_pretrain(corpus, run, cfg, resume=resume) is None:
                     raise RuntimeError(f"{name} pretraining was stopped; run the command again to resume.")
             if finetune.run_finetune(run / "albert-pretrained", train, val, run, finetune.PRESETS[preset],
-                                     resume=(run / "finetune").exists()) is None:
+                                     resume=(run / "finetune").exists(), corpus=corpus) is None:
                 raise RuntimeError(f"{name} fine-tuning was stopped; run the command again to resume.")
         if name == "albert" and not (runs["scratch"] / "dish-tagger" / "config.json").exists():
             cfg = dataclasses.replace(finetune.PRESETS[preset], from_scratch=True)
             finetune.run_finetune(run / "albert-pretrained", train, val, runs["scratch"], cfg,
-                                  resume=(runs["scratch"] / "finetune").exists())
+                                  resume=(runs["scratch"] / "finetune").exists(), corpus=corpus)
     return runs
 
 
@@ -129,7 +129,9 @@ pretrained from scratch with masked LM + sentence-order prediction and LAMB on `
 ({pre['max_steps']} steps × {pre['batch_size']}), then fine-tuned on `data_toy/dish_name_train.csv`
 ({fin['epochs']} epochs max, batch {fin['batch_size']}, best epoch by validation entity F1; each epoch
 {fin['swap_rate']:.0%} of the training dishes are renamed, to another training dish or to a made-up name, so the tagger
-learns where dishes sit in a review rather than a list of names).
+learns where dishes sit in a review rather than a list of names). Then self-training: the tagger tags the corpus, and
+{fin['self_training_epochs']} more epochs run on the training rows plus up to {fin['self_training_rows']} corpus reviews
+in which it is sure of every dish (score >= {fin['self_training_min_score']}).
 Trained on a 2-core CPU in {_elapsed(runs['albert']) / 60:.1f} minutes of training time.
 
 Reproduce (also the ablation and the BERT comparison): `{COMMAND}`

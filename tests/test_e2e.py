@@ -25,6 +25,10 @@ def test_train_predict_evaluate(small_data, tmp_path):
     for name in ("config.json", "model.safetensors", "tokenizer.json", "metrics.jsonl", "results.json"):
         assert (tagger / name).exists(), name
     assert 0.0 <= summary["f1"] <= 1.0 and 0.0 <= summary["token_accuracy"] <= 1.0
+    # self-training: the first-round tagger tagged the corpus (the test preset keeps every review it finds a dish in)
+    pseudo = out / "selftrain" / "round-1" / "pseudo_labels.csv"
+    assert pseudo.read_text(encoding="utf-8").startswith("review,dish_name")
+    assert [r["round"] for r in summary["rounds"]][0] == 0 and summary["round"] in {r["round"] for r in summary["rounds"]}
     metrics = [json.loads(line) for line in (out / "pretrain" / "metrics.jsonl").read_text().splitlines()]
     assert {"loss", "mlm_loss", "mlm_accuracy", "sop_accuracy", "learning_rate", "tokens_per_s",
             "elapsed_s"} <= set(metrics[0])

@@ -1,5 +1,6 @@
 """Window encoding and seqeval metrics of the fine-tuning stage."""
 import random
+from dataclasses import replace
 
 import numpy as np
 
@@ -73,3 +74,30 @@ def test_match_case():
     assert match_case("khao soi", "Pad Thai") == "Khao Soi"
     assert match_case("Khao Soi", "pad thai") == "khao soi"
     assert match_case("khao soi", "Pad thai") == "Khao soi"
+
+
+class ListTagger:
+    """Stands in for DishTagger in the selection test: fixed spans per text."""
+
+    def __init__(self, spans: dict[str, list]):
+        self.spans = spans
+
+    def tag_batch(self, texts):
+        return [self.spans.get(text, []) for text in texts]
+
+
+def test_pseudo_labels_keep_only_reviews_whose_every_dish_is_sure():
+    from albert_dish.data import Span
+    from albert_dish.finetune import PRESETS, select_pseudo_labels
+
+    tagger = ListTagger({
+        "the pho was great": [Span("pho", 4, 7, 0.95)],
+        "pho and banh mi": [Span("pho", 0, 3, 0.99), Span("banh mi", 8, 15, 0.6)],  # one unsure dish: dropped
+        "slow service": [],  # no dish: dropped
+        "loved the po-boy": [Span("po-", 10, 13, 0.9)],  # not a whole word of the review: dropped
+        "pho, pho, pho": [Span("pho", 0, 3, 0.9), Span("pho", 5, 8, 0.9), Span("pho", 10, 13, 0.9)],
+    })
+    cfg = replace(PRESETS["tiny"], self_training_rows=10, self_training_min_score=0.85)
+    chosen = select_pseudo_labels(tagger, list(tagger.spans), cfg, chunk=2)
+    assert sorted(chosen) == [("pho, pho, pho", ["pho"]), ("the pho was great", ["pho"])]
+    assert len(select_pseudo_labels(tagger, list(tagger.spans), replace(cfg, self_training_rows=1))) == 1

@@ -1,4 +1,5 @@
 """Background training jobs as the app runs them: flags, one job at a time, stop with a checkpoint, resume."""
+import json
 import time
 
 import pytest
@@ -52,3 +53,16 @@ def test_one_job_at_a_time_stop_then_resume(small_data, tmp_path):
     assert view.status["state"] == "finished" and view.status["step"] == 400, view.log_tail
     steps = [m["step"] for m in view.pretrain if "loss" in m]
     assert steps == sorted(set(steps)), "the resumed curve continues without repeated steps"
+
+
+def test_self_training_rounds_continue_the_fine_tuning_curve(tmp_path):
+    run = tmp_path / "r"
+    rows = {"finetune": [1, 2], "selftrain/round-1": [1, 2, 3], "selftrain/round-2": [1]}
+    for folder, steps in rows.items():
+        (run / folder).mkdir(parents=True)
+        (run / folder / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "loss": 1.0}) + "\n" for s in steps))
+        (run / folder / "status.json").write_text(json.dumps({"stage": folder.split("/")[0], "state": "finished"}))
+    view = jobs.read_run("r", tmp_path)
+    assert [r["step"] for r in view.finetune] == [1, 2, 3, 4, 5, 6]
+    assert [r.get("round") for r in view.finetune][-1] == "self-training 2"
+    assert view.status["stage"] == "selftrain" and jobs.describe_status(view).startswith("Self-training: finished")
