@@ -105,7 +105,7 @@ def best_bio_path(word_probs: torch.Tensor) -> list[int]:
     Taking each word's own best label leaves fragments ("Gaeng" B, "hung" O, "lay" I -> two dishes); choosing the best
     valid sequence instead added 2.4 validation F1 points (0.773 -> 0.797) to the shipped tagger of session 2.
     """
-    B, I, O = LABEL2ID["B-DISH"], LABEL2ID["I-DISH"], LABEL2ID["O"]
+    I, O = LABEL2ID["I-DISH"], LABEL2ID["O"]
     if len(word_probs) == 0:
         return []
     log_probs = word_probs.clamp_min(1e-9).log()

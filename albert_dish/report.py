@@ -27,8 +27,8 @@ COMMAND = "python -m albert_dish reproduce --out runs/shipped"
 def _elapsed(run_dir: Path) -> float:
     """Training seconds of a run folder's stages (from their status.json)."""
     total = 0.0
-    for stage in ("pretrain", "finetune", "selftrain"):
-        status = run_dir / stage / "status.json"
+    for status in [run_dir / "pretrain" / "status.json", run_dir / "finetune" / "status.json",
+                   *(run_dir / "selftrain").glob("round-*/status.json")]:
         if status.exists():
             total += json.loads(status.read_text()).get("elapsed_s", 0.0)
     return round(total, 1)
@@ -109,6 +109,15 @@ def same_task_result(runs: dict[str, Path], taggers: dict[str, object], reports:
     return result
 
 
+def self_training_note(fin: dict) -> str:
+    """A sentence on the self-training rounds of a fine-tuning config (empty when it had none)."""
+    if not fin.get("self_training_rounds"):
+        return ""
+    return (f" Then {fin['self_training_rounds']} self-training round(s): the tagger tags the corpus, and "
+            f"{fin['self_training_epochs']} more epochs run on the training rows plus up to {fin['self_training_rows']} "
+            f"corpus reviews in which it is sure of every dish (score >= {fin['self_training_min_score']}).")
+
+
 def model_card(runs: dict[str, Path], table: str) -> str:
     """README.md of the shipped tagger: data, command, configuration and measured results."""
     pre = json.loads((runs["albert"] / "pretrain" / "run_config.json").read_text())
@@ -129,9 +138,7 @@ pretrained from scratch with masked LM + sentence-order prediction and LAMB on `
 ({pre['max_steps']} steps × {pre['batch_size']}), then fine-tuned on `data_toy/dish_name_train.csv`
 ({fin['epochs']} epochs max, batch {fin['batch_size']}, best epoch by validation entity F1; each epoch
 {fin['swap_rate']:.0%} of the training dishes are renamed, to another training dish or to a made-up name, so the tagger
-learns where dishes sit in a review rather than a list of names). Then self-training: the tagger tags the corpus, and
-{fin['self_training_epochs']} more epochs run on the training rows plus up to {fin['self_training_rows']} corpus reviews
-in which it is sure of every dish (score >= {fin['self_training_min_score']}).
+learns where dishes sit in a review rather than a list of names).{self_training_note(fin)}
 Trained on a 2-core CPU in {_elapsed(runs['albert']) / 60:.1f} minutes of training time.
 
 Reproduce (also the ablation and the BERT comparison): `{COMMAND}`

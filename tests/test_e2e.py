@@ -28,7 +28,8 @@ def test_train_predict_evaluate(small_data, tmp_path):
     # self-training: the first-round tagger tagged the corpus (the test preset keeps every review it finds a dish in)
     pseudo = out / "selftrain" / "round-1" / "pseudo_labels.csv"
     assert pseudo.read_text(encoding="utf-8").startswith("review,dish_name")
-    assert [r["round"] for r in summary["rounds"]][0] == 0 and summary["round"] in {r["round"] for r in summary["rounds"]}
+    rounds = [r["round"] for r in summary["rounds"]]
+    assert rounds[0] == 0 and summary["round"] in rounds
     metrics = [json.loads(line) for line in (out / "pretrain" / "metrics.jsonl").read_text().splitlines()]
     assert {"loss", "mlm_loss", "mlm_accuracy", "sop_accuracy", "learning_rate", "tokens_per_s",
             "elapsed_s"} <= set(metrics[0])
