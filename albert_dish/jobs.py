@@ -140,13 +140,18 @@ def resume_job(run_name: str, runs: Path = RUNS) -> dict[str, Any]:
     return start_job(job["command"], job["settings"], runs, run_name, resume=True)
 
 
+def stage_folders(run_dir: Path) -> list[Path]:
+    """A run's stage folders in run order: pretrain, finetune, then selftrain/round-1, round-2, ..."""
+    rounds = sorted((run_dir / "selftrain").glob("round-*"), key=lambda p: int(p.name.rpartition("-")[2]))
+    return [run_dir / "pretrain", run_dir / "finetune", *rounds]
+
+
 def stop_job(runs: Path = RUNS) -> dict[str, Any]:
     """Ask the running job to stop after its current step with a checkpoint (SIGTERM; it exits by itself)."""
     job = active_job(runs)
     if job is None:
         raise JobError("No training job is running.")
-    run_dir = runs / job["run"]
-    for folder in (run_dir / "pretrain", run_dir / "finetune", *(run_dir / "selftrain").glob("round-*")):
+    for folder in stage_folders(runs / job["run"]):
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "STOP").touch()
     os.kill(job["pid"], signal.SIGTERM)
@@ -160,13 +165,13 @@ def read_run(run_name: str, runs: Path = RUNS, log_lines: int = 15) -> RunView:
     view.pretrain = read_jsonl(run_dir / "pretrain" / "metrics.jsonl")
     view.finetune = read_jsonl(run_dir / "finetune" / "metrics.jsonl")
     # self-training rounds continue the fine-tuning curves, their steps counted on from the round before
-    rounds = sorted((run_dir / "selftrain").glob("round-*"), key=lambda p: int(p.name.split("-")[1]))
-    for number, round_dir in enumerate(rounds, 1):
+    folders = stage_folders(run_dir)
+    for number, round_dir in enumerate(folders[2:], 1):
         offset = max((r.get("step", 0) for r in view.finetune), default=0)
         view.finetune += [{**r, "step": r.get("step", 0) + offset, "round": f"self-training {number}"}
                           for r in read_jsonl(round_dir / "metrics.jsonl")]
-    statuses = [json.loads((folder / "status.json").read_text())
-                for folder in (run_dir / "pretrain", run_dir / "finetune", *rounds) if (folder / "status.json").exists()]
+    statuses = [json.loads((folder / "status.json").read_text()) for folder in folders
+                if (folder / "status.json").exists()]
     view.status = statuses[-1] if statuses else {}
     if (run_dir / "job.json").exists():
         view.job = json.loads((run_dir / "job.json").read_text())

@@ -27,8 +27,9 @@ COMMAND = "python -m albert_dish reproduce --out runs/shipped"
 def _elapsed(run_dir: Path) -> float:
     """Training seconds of a run folder's stages (from their status.json)."""
     total = 0.0
-    for status in [run_dir / "pretrain" / "status.json", run_dir / "finetune" / "status.json",
-                   *(run_dir / "selftrain").glob("round-*/status.json")]:
+    from albert_dish.jobs import stage_folders
+
+    for status in [folder / "status.json" for folder in stage_folders(run_dir)]:
         if status.exists():
             total += json.loads(status.read_text()).get("elapsed_s", 0.0)
     return round(total, 1)
