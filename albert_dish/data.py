@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import io
 import logging
 import re
 from dataclasses import dataclass, field
@@ -133,17 +132,6 @@ def read_labelled(path: Path) -> LabelledData:
         data.reviews.append(LabelledReview(review, dishes, spans, line))
     log.info(data.summary())
     return data
-
-
-def write_labelled_atomic(path: Path, rows: list[tuple[str, list[str]]]) -> None:
-    """Write (review, dishes) rows as a `review,dish_name` CSV (dishes `;`-separated), atomically."""
-    from albert_dish.files import write_text_atomic
-
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["review", "dish_name"])
-    writer.writerows((review, ";".join(dishes)) for review, dishes in rows)
-    write_text_atomic(Path(path), out.getvalue())
 
 
 def bio_labels(offsets: list[tuple[int, int]], spans: list[Span]) -> list[int]:

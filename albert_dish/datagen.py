@@ -226,7 +226,7 @@ def fold_case(text: str) -> str:
 
 
 def normalize_name(name: str) -> str:
-    """Case-insensitive key of a dish name: case-folded (fold_case), single spaces."""
+    """Case-insensitive key of a dish name (or a review): case-folded (fold_case), single spaces."""
     return " ".join(fold_case(name).split())
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from albert_dish.data import (IGNORE, LabelledData, LabelledReview, bio_labels, find_spans, read_corpus, read_labelled,
-                              write_labelled_atomic)
+from albert_dish.data import IGNORE, LabelledData, LabelledReview, bio_labels, find_spans, read_corpus, read_labelled
+from albert_dish.datagen import LabelledRow, format_csv, normalize_name
 from albert_dish.model import LABELS, label_kwargs
 from albert_dish.predict import DishTagger
 
@@ -167,7 +167,7 @@ def run_finetune(pretrained_dir: Path, train_csv: Path, val_csv: Path, out_dir: 
     from transformers import AutoTokenizer
 
     from albert_dish.engine import export_model
-    from albert_dish.files import write_json_atomic
+    from albert_dish.files import write_json_atomic, write_text_atomic
 
     out_dir = Path(out_dir)
     train, val = read_labelled(train_csv), read_labelled(val_csv)
@@ -176,8 +176,8 @@ def run_finetune(pretrained_dir: Path, train_csv: Path, val_csv: Path, out_dir: 
     rounds = [out_dir / "finetune"]
     if corpus is not None and cfg.self_training_rows > 0 and cfg.self_training_rounds > 0:
         rounds += [out_dir / "selftrain" / f"round-{n}" for n in range(1, cfg.self_training_rounds + 1)]
-        known = {normalize_review(r.review) for r in train.reviews + val.reviews}  # never self-train on these
-        lines = [line for line in read_corpus(corpus) if normalize_review(line) not in known]
+        known = {normalize_name(r.review) for r in train.reviews + val.reviews}  # never self-train on these
+        lines = [line for line in read_corpus(corpus) if normalize_name(line) not in known]
     if not resume:
         shutil.rmtree(out_dir / "selftrain", ignore_errors=True)
     model = load_encoder(pretrained_dir, cfg.from_scratch)
@@ -192,7 +192,8 @@ def run_finetune(pretrained_dir: Path, train_csv: Path, val_csv: Path, out_dir: 
         if number > 0:
             pseudo_csv = run_dir / "pseudo_labels.csv"
             if not (resume and pseudo_csv.exists()):
-                write_labelled_atomic(pseudo_csv, select_pseudo_labels(DishTagger(model, tokenizer), lines, cfg))
+                chosen = select_pseudo_labels(DishTagger(model, tokenizer), lines, cfg)
+                write_text_atomic(pseudo_csv, format_csv(chosen))
             if len(pseudo_csv.read_text(encoding="utf-8").splitlines()) < 2:
                 log.warning("Self-training stops: the tagger is sure of no dish in the corpus (%s).", pseudo_csv)
                 break
@@ -255,25 +256,20 @@ def train_round(run_dir: Path, stage: str, model, tokenizer, reviews: list[Label
     return dict(best_checkpoint=trainer.state.best_model_checkpoint, **scores)
 
 
-def normalize_review(text: str) -> str:
-    """A review compared case- and spacing-insensitively (keeps known reviews out of self-training)."""
-    return " ".join(text.lower().split())
-
-
 def select_pseudo_labels(tagger: DishTagger, lines: list[str], cfg: FinetuneConfig,
-                         chunk: int = 1000) -> list[tuple[str, list[str]]]:
-    """(review, dishes) for up to `cfg.self_training_rows` corpus lines (seeded shuffle) in which the tagger finds at
-    least one dish and is sure of every one (score >= `cfg.self_training_min_score`)."""
+                         chunk: int = 1000) -> list[LabelledRow]:
+    """Up to `cfg.self_training_rows` corpus lines (seeded shuffle) in which the tagger finds at least one dish and is
+    sure of every one (score >= `cfg.self_training_min_score`), with those dishes."""
     lines = list(lines)
     random.Random(cfg.seed).shuffle(lines)
-    chosen: list[tuple[str, list[str]]] = []
+    chosen: list[LabelledRow] = []
     for begin in range(0, len(lines), chunk):
         batch = lines[begin:begin + chunk]
         for text, spans in zip(batch, tagger.tag_batch(batch)):
-            dishes = list(dict.fromkeys(span.text for span in spans))
+            dishes = tuple(dict.fromkeys(span.text for span in spans))
             if (spans and all(span.score >= cfg.self_training_min_score for span in spans)
-                    and not find_spans(text, dishes)[1]):  # every dish a whole-word match, as labels must be
-                chosen.append((text, dishes))
+                    and not find_spans(text, list(dishes))[1]):  # each dish a whole-word match, as labels must be
+                chosen.append(LabelledRow(text, dishes))
         if len(chosen) >= cfg.self_training_rows:
             break
     log.info("Self-training: %d confidently tagged corpus reviews from %d read",
