@@ -144,6 +144,7 @@ class EpochCallback(TrainerCallback):
 
 def build_training_args(run_dir: Path, cfg: Any, **overrides: Any) -> TrainingArguments:
     """TrainingArguments shared by both stages: LAMB-ready, linear warm-up/decay, clipping, bf16 where the device has it."""
+    bf16 = use_bf16()
     defaults = dict(
         output_dir=str(Path(run_dir) / "checkpoints"),
         per_device_train_batch_size=cfg.batch_size,
@@ -156,8 +157,8 @@ def build_training_args(run_dir: Path, cfg: Any, **overrides: Any) -> TrainingAr
         logging_steps=cfg.logging_steps,
         save_total_limit=2,
         seed=cfg.seed,
-        bf16=use_bf16(),
-        use_cpu=use_bf16() and not torch.cuda.is_available(),  # the Trainer wants it said for bf16 on a CPU
+        bf16=bf16,
+        use_cpu=bf16 and not torch.cuda.is_available(),  # the Trainer wants it said for bf16 on a CPU
         report_to="none",
         remove_unused_columns=False,
         dataloader_num_workers=0,
