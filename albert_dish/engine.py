@@ -49,6 +49,11 @@ class StageTrainer(Trainer):
         self._tokens = 0
         self._last_log = time.monotonic()
 
+    def _get_eval_sampler(self, eval_dataset):
+        """Evaluate in dataset order: the Trainer would group evaluation by length too, and the validation scorer
+        matches each prediction to its window by position."""
+        return torch.utils.data.SequentialSampler(eval_dataset)
+
     def record(self, tokens: int = 0, **sums: float) -> None:
         """Add to the running sums; `name_n`/`name` pairs become averages at the next log."""
         if self.model.training:

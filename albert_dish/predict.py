@@ -64,19 +64,25 @@ class DishTagger:
                              return_overflowing_tokens=True, return_offsets_mapping=True, return_tensors="pt")
         logits = self.model(input_ids=enc["input_ids"].to(self.device),
                             attention_mask=enc["attention_mask"].to(self.device)).logits
-        probs = logits.float().softmax(-1).cpu()
-        # Average each token's probabilities over the windows that contain it, keyed by its character offsets.
-        tokens: list[dict[tuple[int, int, int], list]] = [{} for _ in texts]
-        for window, sample in enumerate(enc["overflow_to_sample_mapping"].tolist()):
-            seen: dict[tuple[int, int], int] = {}
-            for (start, end), p in zip(enc["offset_mapping"][window].tolist(), probs[window]):
-                if start == end:
-                    continue
-                k = seen[(start, end)] = seen.get((start, end), -1) + 1
-                slot = tokens[sample].setdefault((start, end, k), [torch.zeros_like(p), 0])
-                slot[0] += p
-                slot[1] += 1
-        return [decode_words(text, table) for text, table in zip(texts, tokens)]
+        return decode_windows(texts, enc["offset_mapping"].tolist(), enc["overflow_to_sample_mapping"].tolist(),
+                              logits.float().softmax(-1).cpu())
+
+
+def decode_windows(texts: list[str], offsets: list[list[tuple[int, int]]], samples: list[int],
+                   probs) -> list[list[Span]]:
+    """Dishes per text from overlapping windows: `offsets[w]` and `probs[w]` ([tokens, 3]) of window w of text
+    `samples[w]`. Each token's probabilities are averaged over the windows containing it, then words are decoded."""
+    tokens: list[dict[tuple[int, int, int], list]] = [{} for _ in texts]
+    for window, sample in enumerate(samples):
+        seen: dict[tuple[int, int], int] = {}
+        for (start, end), p in zip(offsets[window], probs[window]):
+            if start == end:
+                continue
+            k = seen[(start, end)] = seen.get((start, end), -1) + 1
+            slot = tokens[sample].setdefault((start, end, k), [torch.zeros_like(p), 0])
+            slot[0] += p
+            slot[1] += 1
+    return [decode_words(text, table) for text, table in zip(texts, tokens)]
 
 
 def decode_words(text: str, table: dict[tuple[int, int, int], list]) -> list[Span]:

@@ -6,7 +6,7 @@ import numpy as np
 
 from albert_dish.augment import GLUE, NameMaker, match_case, swap_dishes
 from albert_dish.data import LabelledReview, find_spans
-from albert_dish.finetune import compute_tagging_metrics, encode_reviews
+from albert_dish.finetune import ValidationScorer, compute_tagging_metrics, encode_reviews
 
 O, B, I, X = 0, 1, 2, -100
 
@@ -19,8 +19,34 @@ def test_metrics_exact_spans_and_token_accuracy():
     gold = np.array([[X, B, I, O, B, X], [X, O, O, B, X, X]])
     guess = np.array([[O, B, I, O, O, O], [O, O, B, B, O, O]])  # 2 of 3 gold found, 1 false alarm
     metrics = compute_tagging_metrics(onehot(guess), gold)
-    assert metrics["precision"] == metrics["recall"] == metrics["f1"] == round(2 / 3, 4)
+    assert metrics["token_precision"] == metrics["token_recall"] == metrics["token_f1"] == round(2 / 3, 4)
     assert metrics["token_accuracy"] == round(5 / 7, 4)
+
+
+def test_validation_scorer_decodes_windows_like_the_tagger(tokenizer):
+    """The epoch-picking F1 is the decoded, word-level span F1 of `evaluate`: gold logits score 1.0, and a tagger
+    that finds one of two dishes and one false alarm scores P = R = 1/2."""
+    from types import SimpleNamespace
+
+    reviews = [labelled("The khao soi was great and so was the larb gai.", ["khao soi", "larb gai"]),
+               labelled("Service was slow tonight.", [])]
+    scorer = ValidationScorer(tokenizer, reviews, max_length=64, stride=16)
+    windows = encode_reviews(tokenizer, reviews, max_length=64, stride=16)
+    width = max(len(w["labels"]) for w in windows)
+    gold = np.array([w["labels"] + [X] * (width - len(w["labels"])) for w in windows])
+    perfect = scorer(SimpleNamespace(predictions=onehot(gold) * 10, label_ids=gold))
+    assert perfect["f1"] == perfect["token_f1"] == 1.0
+    guess = gold.copy()
+
+    def tokens_of(review, word):
+        start = reviews[review].review.index(word)
+        return [i for i, (s, e) in enumerate(scorer.offsets[review]) if s < start + len(word) and e > start]
+
+    guess[0][tokens_of(0, "larb gai")] = O  # missed
+    slow = tokens_of(1, "slow")
+    guess[1][slow] = [B] + [I] * (len(slow) - 1)  # a false alarm
+    half = scorer(SimpleNamespace(predictions=onehot(guess) * 10, label_ids=gold))
+    assert half["precision"] == half["recall"] == 0.5
 
 
 def test_long_review_is_windowed_not_truncated(tokenizer):

@@ -4,7 +4,7 @@ import json
 import torch
 
 from albert_dish.engine import STOP_FILE
-from albert_dish.pretrain import PRESETS, build_sop_example, mask_tokens, run_pretrain
+from albert_dish.pretrain import PRESETS, build_sop_example, cooccurrence_embeddings, mask_tokens, run_pretrain
 
 
 def test_mask_tokens_rate_specials_and_replacement_mix():
@@ -34,6 +34,23 @@ def test_mask_tokens_redrawn_each_call():
     first = mask_tokens(ids, special, 4, 100)[1]
     second = mask_tokens(ids, special, 4, 100)[1]
     assert not torch.equal(first, second)
+
+
+def test_cooccurrence_embeddings_put_words_used_alike_together():
+    """Tokens 5 and 6 ("ramen", "pho") fill the same slot between the same neighbours; 7 ("waiter") another."""
+    generator = torch.Generator().manual_seed(0)
+    sentences = []
+    for _ in range(300):
+        filler = torch.randint(20, 40, (4,), generator=generator).tolist()
+        dish = [5, 6][len(sentences) % 4 // 2]
+        sentences += [[10, 11, dish, 12, *filler], [13, 7, 14, 15, *filler[::-1]]]
+    torch.manual_seed(0)
+    vectors = cooccurrence_embeddings(sentences, vocab_size=64, dim=8, window=2)
+    assert vectors.shape == (64, 8) and abs(vectors.std().item() - 1) < 1e-4
+    unit = vectors / vectors.norm(dim=1, keepdim=True).clamp_min(1e-9)
+    assert unit[5] @ unit[6] > 0.9 > unit[5] @ unit[7] + 0.5
+    assert (unit @ unit[5]).topk(2).indices.tolist() == [5, 6]
+    assert vectors[40:].abs().sum() == 0, "tokens that never occur get no vector"
 
 
 def test_build_sop_example_order_types_and_truncation():
