@@ -188,7 +188,9 @@ def layerwise_lamb() -> type:
         """pytorch-optimizer's LAMB with the layer-wise trust ratio only on matrices, as in BERT's and ALBERT's LAMB
         (`exclude_from_layer_adaptation`: LayerNorm and bias). 1-D tensors get plain Adam steps: a bias starts at
         zero, and a trust ratio of |w| / |step| would let it grow only ~lr per step in relative terms, which kept
-        the MLM output bias (the unigram distribution) from being learned for hundreds of steps."""
+        the MLM output bias (the unigram distribution) from being learned for hundreds of steps.
+
+        A parameter with an `lr_scale` attribute gets that share of the learning rate (the schedule keeps the ratio)."""
 
         def __init__(self, params, **kwargs):
             params = list(params)
@@ -196,8 +198,11 @@ def layerwise_lamb() -> type:
             split = []
             for group in groups:
                 tensors = list(group["params"])
-                split.append({**group, "params": [p for p in tensors if p.ndim > 1]})
-                split.append({**group, "params": [p for p in tensors if p.ndim <= 1], "adam": True})
+                for scale in sorted({getattr(p, "lr_scale", 1.0) for p in tensors}):
+                    scaled = [p for p in tensors if getattr(p, "lr_scale", 1.0) == scale]
+                    lr = {"lr": group.get("lr", kwargs["lr"]) * scale} if scale != 1.0 else {}
+                    split.append({**group, **lr, "params": [p for p in scaled if p.ndim > 1]})
+                    split.append({**group, **lr, "params": [p for p in scaled if p.ndim <= 1], "adam": True})
             super().__init__([g for g in split if g["params"]], **kwargs)
 
     return LayerwiseLamb

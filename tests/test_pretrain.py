@@ -112,3 +112,14 @@ def test_lamb_adapts_matrices_layerwise_and_steps_biases_like_adam():
     # a zero-initialised bias keeps moving a full step each time (Adam); with LAMB's trust ratio |w|/|step| every
     # step after the first would be ~lr times smaller, so five steps would move it barely more than one
     assert moved[-1] > 3 * moved[0] > 0
+
+
+def test_lamb_gives_a_scaled_learning_rate_to_parameters_that_ask_for_one():
+    from albert_dish.engine import lamb_optimizer
+
+    embedding, layer = torch.nn.Embedding(10, 4), torch.nn.Linear(4, 4)
+    embedding.weight.lr_scale = 0.1
+    cls, kwargs = lamb_optimizer(PRESETS["test"])
+    optimizer = cls([{"params": [embedding.weight, layer.weight, layer.bias], "weight_decay": 0.01}], **kwargs)
+    rates = {tuple(p.shape): g["lr"] for g in optimizer.param_groups for p in g["params"]}
+    assert rates == {(10, 4): 0.1 * kwargs["lr"], (4, 4): kwargs["lr"], (4,): kwargs["lr"]}
