@@ -42,9 +42,11 @@ class FinetuneConfig:
     logging_steps: int = 10
     seed: int = 0
     from_scratch: bool = False  # ablation: same fine-tuning from a randomly initialised encoder
-    # Learning-rate share of the pretrained word embeddings (0: frozen). Kept small, a dish the labelled rows never
-    # show keeps the corpus's picture of it, beside the dishes it is used like, instead of the trained dishes moving
-    # away from it. The from-scratch ablation always trains its embeddings fully (frozen noise would only hold it back).
+    # Learning-rate share of the pretrained word embeddings; 0 (the default) freezes them, so a dish the labelled
+    # rows never show keeps the corpus's picture of it, beside the dishes it is used like, instead of the trained
+    # dishes moving away from it. Together with the co-occurrence embeddings and 1,505 more hand-written training
+    # reviews (not measured apart) it lifted validation F1 on unseen dishes from 0.66 to 0.78. The from-scratch
+    # ablation always trains its embeddings fully (frozen noise would only hold it back).
     embedding_lr_scale: float = 0.0
     swap_rate: float = 0.5  # share of training dishes renamed each epoch (see augment.py); 0.8 did worse
     invented_share: float = 0.5  # of the renamed ones, share given a made-up name rather than another training dish

@@ -39,10 +39,10 @@ class PretrainConfig:
     weight_decay: float = 0.01
     mlm_probability: float = 0.15
     max_ngram: int = 3
-    # Word embeddings start from the corpus's co-occurrence statistics (PPMI + truncated SVD, ~10 s for the tiny
+    # Word embeddings start from the corpus's co-occurrence statistics (PPMI + truncated SVD, ~5 s for the tiny
     # preset) instead of noise: in 700 CPU steps the masked LM barely leaves the unigram plateau (held-out loss 5.9
-    # vs the corpus's unigram entropy 6.26 nats), so its embeddings stay near-random, while these already put
-    # "waiter" beside "waitress" and "bartender", and "tacos" beside "carnitas" and "lengua".
+    # from random embeddings, vs the corpus's unigram entropy of 6.26 nats), and its embeddings stay near-random;
+    # these already put "waiter" beside "waitress" and "bartender", and "tacos" beside "carnitas" and "lengua".
     embedding_init: Literal["random", "cooccurrence"] = "cooccurrence"
     cooccurrence_window: int = 4
     eval_fraction: float = 0.02
@@ -56,8 +56,9 @@ class PretrainConfig:
             raise ValueError(f"kind must be 'albert' or 'bert', got {self.kind!r}.")
         if not 0 < self.mlm_probability < 1:
             raise ValueError(f"mlm_probability must be in (0, 1), got {self.mlm_probability}.")
-        if self.embedding_init not in ("random", "cooccurrence"):
-            raise ValueError(f"embedding_init must be 'random' or 'cooccurrence', got {self.embedding_init!r}.")
+        if self.embedding_init not in ("random", "cooccurrence") or self.cooccurrence_window < 1:
+            raise ValueError(f"embedding_init must be 'random' or 'cooccurrence' and cooccurrence_window at least 1, "
+                             f"got {self.embedding_init!r} and {self.cooccurrence_window}.")
         if self.max_length < 16:
             raise ValueError(f"max_length must be at least 16 tokens, got {self.max_length}.")
         self.shape  # validates the shape too

@@ -119,10 +119,21 @@ def self_training_note(fin: dict) -> str:
             f"corpus reviews in which it is sure of every dish (score >= {fin['self_training_min_score']}).")
 
 
+def embedding_notes(pre: dict, fin: dict) -> tuple[str, str]:
+    """How the word embeddings were made (pretraining) and treated (fine-tuning), from the run configs."""
+    made = ("; word embeddings initialised from the corpus's co-occurrence statistics, PPMI + SVD"
+            if pre.get("embedding_init") == "cooccurrence" else "")
+    scale = fin.get("embedding_lr_scale", 1.0)
+    kept = ("; word embeddings frozen" if scale == 0 else
+            f"; word embeddings at {scale:g}x the learning rate" if scale < 1 else "")
+    return made, kept
+
+
 def model_card(runs: dict[str, Path], table: str) -> str:
     """README.md of the shipped tagger: data, command, configuration and measured results."""
     pre = json.loads((runs["albert"] / "pretrain" / "run_config.json").read_text())
     fin = json.loads((runs["albert"] / "finetune" / "run_config.json").read_text())
+    made, kept = embedding_notes(pre, fin)
     return f"""---
 language: en
 library_name: transformers
@@ -136,8 +147,8 @@ Finds dish names in restaurant reviews (BIO labels `O`, `B-DISH`, `I-DISH`). An 
 (embedding {pre['embedding_size']}, hidden {pre['hidden_size']}, {pre['num_hidden_layers']} shared layers,
 {pre['num_attention_heads']} heads, FFN {pre['intermediate_size']}, SentencePiece vocabulary {pre['vocab_size']})
 pretrained from scratch with masked LM + sentence-order prediction and LAMB on `data_toy/restaurant_review.txt`
-({pre['max_steps']} steps × {pre['batch_size']}), then fine-tuned on `data_toy/dish_name_train.csv`
-({fin['epochs']} epochs max, batch {fin['batch_size']}, best epoch by validation entity F1; each epoch
+({pre['max_steps']} steps × {pre['batch_size']}{made}), then fine-tuned on `data_toy/dish_name_train.csv`
+({fin['epochs']} epochs max, batch {fin['batch_size']}, best epoch by validation entity F1{kept}; each epoch
 {fin['swap_rate']:.0%} of the training dishes are renamed, to another training dish or to a made-up name, so the tagger
 learns where dishes sit in a review rather than a list of names).{self_training_note(fin)}
 Trained on a 2-core CPU in {_elapsed(runs['albert']) / 60:.1f} minutes of training time.
