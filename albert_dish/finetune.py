@@ -91,15 +91,22 @@ PRESETS = {
 }
 
 
+def tokenize_windows(tokenizer, reviews: list[LabelledReview], max_length: int, stride: int):
+    """The tokenizer's overlapping windows of at most `max_length` tokens (with offsets and the sample mapping)."""
+    return tokenizer([r.review for r in reviews], truncation=True, max_length=max_length, stride=stride,
+                     return_overflowing_tokens=True, return_offsets_mapping=True)
+
+
+def labelled_windows(encoded, reviews: list[LabelledReview]) -> list[dict]:
+    """Model inputs of each window of `tokenize_windows(reviews)`, with BIO `labels`."""
+    return [dict(input_ids=encoded["input_ids"][i], attention_mask=encoded["attention_mask"][i],
+                 labels=bio_labels(encoded["offset_mapping"][i], reviews[sample].spans))
+            for i, sample in enumerate(encoded["overflow_to_sample_mapping"])]
+
+
 def encode_reviews(tokenizer, reviews: list[LabelledReview], max_length: int, stride: int) -> list[dict]:
     """Tokenize reviews into overlapping windows of at most `max_length` tokens, each with BIO `labels`."""
-    encoded = tokenizer([r.review for r in reviews], truncation=True, max_length=max_length, stride=stride,
-                        return_overflowing_tokens=True, return_offsets_mapping=True)
-    windows = []
-    for i, sample in enumerate(encoded["overflow_to_sample_mapping"]):
-        windows.append(dict(input_ids=encoded["input_ids"][i], attention_mask=encoded["attention_mask"][i],
-                            labels=bio_labels(encoded["offset_mapping"][i], reviews[sample].spans)))
-    return windows
+    return labelled_windows(tokenize_windows(tokenizer, reviews, max_length, stride), reviews)
 
 
 class SwapCollator:
@@ -162,9 +169,9 @@ class ValidationScorer:
     """
 
     def __init__(self, tokenizer, reviews: list[LabelledReview], max_length: int, stride: int):
-        enc = tokenizer([r.review for r in reviews], truncation=True, max_length=max_length, stride=stride,
-                        return_overflowing_tokens=True, return_offsets_mapping=True)
+        enc = tokenize_windows(tokenizer, reviews, max_length, stride)
         self.reviews, self.offsets, self.samples = reviews, enc["offset_mapping"], enc["overflow_to_sample_mapping"]
+        self.windows = labelled_windows(enc, reviews)  # the evaluation dataset, in the order scored here
 
     def __call__(self, prediction) -> dict[str, float]:
         from albert_dish.evaluate import score_spans
@@ -277,14 +284,14 @@ def train_round(run_dir: Path, stage: str, model, tokenizer, reviews: list[Label
     cfg = replace(cfg, max_length=max_length)
     encoded = tokenizer([r.review for r in reviews], truncation=True, max_length=max_length)["input_ids"]
     train_items = [dict(index=i, input_ids=ids) for i, ids in enumerate(encoded)]
-    val_windows = encode_reviews(tokenizer, val.reviews, max_length, cfg.stride)
+    scorer = ValidationScorer(tokenizer, val.reviews, max_length, cfg.stride)
     args = build_training_args(run_dir, cfg, num_train_epochs=cfg.epochs, eval_strategy="epoch",
                                save_strategy="epoch", load_best_model_at_end=True, metric_for_best_model="f1",
                                greater_is_better=True)
     collator = SwapCollator(tokenizer, reviews, cfg)
     trainer = StageTrainer(
-        model=model, args=args, train_dataset=train_items, eval_dataset=val_windows, data_collator=collator,
-        compute_metrics=ValidationScorer(tokenizer, val.reviews, max_length, cfg.stride),
+        model=model, args=args, train_dataset=train_items, eval_dataset=scorer.windows, data_collator=collator,
+        compute_metrics=scorer,
         optimizer_cls_and_kwargs=lamb_optimizer(cfg),
         callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.patience), EpochCallback(collator)])
     logger = RunLogger(run_dir, stage, on_step)

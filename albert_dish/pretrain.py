@@ -289,8 +289,8 @@ def run_pretrain(corpus: Path, out_dir: Path, cfg: PretrainConfig, resume: bool 
     """Train the tokenizer (or reuse the run's), pretrain, and export `out_dir/albert-pretrained`; None if stopped."""
     from transformers import AutoTokenizer
 
-    from albert_dish.engine import (EpochCallback, RunLogger, build_training_args, export_model, find_checkpoint,
-                                    lamb_optimizer, run_stage)
+    from albert_dish.engine import (EpochCallback, RunLogger, build_training_args, export_model, lamb_optimizer,
+                                    run_stage)
     from albert_dish.files import atomic_dir
     from albert_dish.tokenizer import train_tokenizer
 
@@ -316,7 +316,7 @@ def run_pretrain(corpus: Path, out_dir: Path, cfg: PretrainConfig, resume: bool 
 
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.kind, cfg.shape, "pretraining")
-    if cfg.embedding_init == "cooccurrence" and not (resume and find_checkpoint(run_dir)):
+    if cfg.embedding_init == "cooccurrence":  # on resume the checkpoint's weights replace these
         init_embeddings(model, [p["input_ids"] for p in train_pairs], cfg)
     eval_collator = PretrainCollator(tokenizer, cfg, torch.Generator().manual_seed(cfg.seed + 1))
     eval_batches = [eval_collator(eval_pairs[i:i + cfg.batch_size]) for i in range(0, len(eval_pairs), cfg.batch_size)]
