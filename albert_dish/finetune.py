@@ -178,7 +178,8 @@ class ValidationScorer:
         from albert_dish.predict import decode_windows
 
         logits, labels = prediction.predictions, prediction.label_ids
-        probs = [torch.from_numpy(logits[w, :len(o)]).float().softmax(-1) for w, o in enumerate(self.offsets)]
+        probs = np.exp(logits - logits.max(-1, keepdims=True))  # softmax; padded positions are never read
+        probs /= probs.sum(-1, keepdims=True)
         spans = decode_windows([r.review for r in self.reviews], self.offsets, self.samples, probs)
         counts = score_spans(self.reviews, spans, seen=set())[0]["overall"]
         return dict(precision=round(counts.precision, 4), recall=round(counts.recall, 4), f1=round(counts.f1, 4),
