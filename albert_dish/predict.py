@@ -124,13 +124,13 @@ def best_bio_path(word_probs) -> list[int]:
     log_probs = np.log(np.clip(np.asarray(word_probs, dtype=np.float64), 1e-9, None))
     if len(log_probs) == 0:
         return []
-    allowed = np.zeros((3, 3))  # [previous label, label]
-    allowed[O, I] = -np.inf
+    transition = np.zeros((3, 3))  # log-score of [previous label, label]
+    transition[O, I] = -np.inf
     score = log_probs[0].copy()
     score[I] = -np.inf
     backpointers = []
     for row in log_probs[1:]:
-        total = score[:, None] + allowed
+        total = score[:, None] + transition
         backpointers.append(total.argmax(0))
         score = total.max(0) + row
     path = [int(score.argmax())]
