@@ -174,9 +174,11 @@ def build_training_args(run_dir: Path, cfg: Any, **overrides: Any) -> TrainingAr
     return TrainingArguments(**{**defaults, **overrides})
 
 
-def lamb_optimizer(cfg: Any) -> tuple[type, dict[str, Any]]:
-    """LAMB for the Trainer (which puts LayerNorm weights and biases in a group without weight decay)."""
-    return layerwise_lamb(), dict(lr=cfg.learning_rate, betas=(0.9, 0.999), eps=1e-6, weight_decay=cfg.weight_decay)
+def lamb_optimizer(cfg: Any, lr_scales: dict[torch.nn.Parameter, float] | None = None) -> tuple[type, dict[str, Any]]:
+    """LAMB for the Trainer (which puts LayerNorm weights and biases in a group without weight decay); a parameter in
+    `lr_scales` gets that share of the learning rate."""
+    return layerwise_lamb(), dict(lr=cfg.learning_rate, betas=(0.9, 0.999), eps=1e-6, weight_decay=cfg.weight_decay,
+                                  lr_scales=dict(lr_scales or {}))
 
 
 @functools.cache
@@ -190,16 +192,17 @@ def layerwise_lamb() -> type:
         zero, and a trust ratio of |w| / |step| would let it grow only ~lr per step in relative terms, which kept
         the MLM output bias (the unigram distribution) from being learned for hundreds of steps.
 
-        A parameter with an `lr_scale` attribute gets that share of the learning rate (the schedule keeps the ratio)."""
+        A parameter in `lr_scales` gets that share of the learning rate (the schedule keeps the ratio)."""
 
-        def __init__(self, params, **kwargs):
+        def __init__(self, params, lr_scales: dict[torch.nn.Parameter, float] | None = None, **kwargs):
+            scale_of = {id(p): scale for p, scale in (lr_scales or {}).items()}
             params = list(params)
             groups = params if params and isinstance(params[0], dict) else [{"params": params}]
             split = []
             for group in groups:
                 tensors = list(group["params"])
-                for scale in sorted({getattr(p, "lr_scale", 1.0) for p in tensors}):
-                    scaled = [p for p in tensors if getattr(p, "lr_scale", 1.0) == scale]
+                for scale in sorted({scale_of.get(id(p), 1.0) for p in tensors}):
+                    scaled = [p for p in tensors if scale_of.get(id(p), 1.0) == scale]
                     lr = {"lr": group.get("lr", kwargs["lr"]) * scale} if scale != 1.0 else {}
                     split.append({**group, **lr, "params": [p for p in scaled if p.ndim > 1]})
                     split.append({**group, **lr, "params": [p for p in scaled if p.ndim <= 1], "adam": True})

@@ -178,8 +178,7 @@ class ValidationScorer:
         from albert_dish.predict import decode_windows
 
         logits, labels = prediction.predictions, prediction.label_ids
-        probs = np.exp(logits - logits.max(-1, keepdims=True))  # softmax; padded positions are never read
-        probs /= probs.sum(-1, keepdims=True)
+        probs = torch.from_numpy(logits).float().softmax(-1).numpy()  # padded positions are never read
         spans = decode_windows([r.review for r in self.reviews], self.offsets, self.samples, probs)
         counts = score_spans(self.reviews, spans, seen=set())[0]["overall"]
         return dict(precision=round(counts.precision, 4), recall=round(counts.recall, 4), f1=round(counts.f1, 4),
@@ -279,8 +278,8 @@ def train_round(run_dir: Path, stage: str, model, tokenizer, reviews: list[Label
 
     run_dir.mkdir(parents=True, exist_ok=True)
     embeddings = model.get_input_embeddings().weight
-    embeddings.lr_scale = 1.0 if cfg.from_scratch else cfg.embedding_lr_scale  # read by the LAMB in engine.py
-    embeddings.requires_grad_(embeddings.lr_scale > 0)
+    embedding_lr_scale = 1.0 if cfg.from_scratch else cfg.embedding_lr_scale
+    embeddings.requires_grad_(embedding_lr_scale > 0)
     max_length = min(cfg.max_length, model.config.max_position_embeddings)
     cfg = replace(cfg, max_length=max_length)
     encoded = tokenizer([r.review for r in reviews], truncation=True, max_length=max_length)["input_ids"]
@@ -293,7 +292,7 @@ def train_round(run_dir: Path, stage: str, model, tokenizer, reviews: list[Label
     trainer = StageTrainer(
         model=model, args=args, train_dataset=train_items, eval_dataset=scorer.windows, data_collator=collator,
         compute_metrics=scorer,
-        optimizer_cls_and_kwargs=lamb_optimizer(cfg),
+        optimizer_cls_and_kwargs=lamb_optimizer(cfg, lr_scales={embeddings: embedding_lr_scale}),
         callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.patience), EpochCallback(collator)])
     logger = RunLogger(run_dir, stage, on_step)
     run_stage(trainer, logger, cfg, resume)

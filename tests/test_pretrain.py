@@ -114,12 +114,11 @@ def test_lamb_adapts_matrices_layerwise_and_steps_biases_like_adam():
     assert moved[-1] > 3 * moved[0] > 0
 
 
-def test_lamb_gives_a_scaled_learning_rate_to_parameters_that_ask_for_one():
+def test_lamb_gives_the_scaled_learning_rate_to_the_parameters_named_in_lr_scales():
     from albert_dish.engine import lamb_optimizer
 
     embedding, layer = torch.nn.Embedding(10, 4), torch.nn.Linear(4, 4)
-    embedding.weight.lr_scale = 0.1
-    cls, kwargs = lamb_optimizer(PRESETS["test"])
+    cls, kwargs = lamb_optimizer(PRESETS["test"], lr_scales={embedding.weight: 0.1})
     optimizer = cls([{"params": [embedding.weight, layer.weight, layer.bias], "weight_decay": 0.01}], **kwargs)
     rates = {tuple(p.shape): g["lr"] for g in optimizer.param_groups for p in g["params"]}
     assert rates == {(10, 4): 0.1 * kwargs["lr"], (4, 4): kwargs["lr"], (4,): kwargs["lr"]}
