@@ -24,6 +24,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_for_status(page, text: str, timeout: int) -> None:
+    """Wait until #train-status shows `text`; the element may be absent for a moment while the page (re)renders."""
+    page.wait_for_function("t => document.querySelector('#train-status')?.innerText.includes(t)", arg=text,
+                           timeout=timeout)
+
+
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
     """Start `python app.py` on a free port with its runs in a temp folder; yield its URL."""
@@ -134,22 +140,19 @@ def test_training_curve_grows_and_stop_stops_it(page, app_url):
     page.get_by_label("Pretraining steps").fill("3000")
     page.get_by_role("button", name="Train both").click()
     status = page.locator("#train-status")
-    page.wait_for_function("() => document.querySelector('#train-status').innerText.includes('Pretraining: running')",
-                           timeout=90_000)
+    wait_for_status(page, "Pretraining: running", timeout=90_000)
     first = page.locator(".js-plotly-plot").first
     page.wait_for_function("() => { const p = document.querySelector('.js-plotly-plot');"
                            " return p && p.data && p.data.length && p.data[0].x.length >= 2 }", timeout=90_000)
     n1 = first.evaluate("p => p.data[0].x.length")
-    page.wait_for_function(f"() => document.querySelector('.js-plotly-plot').data[0].x.length > {n1}", timeout=60_000)
+    page.wait_for_function(f"() => document.querySelector('.js-plotly-plot')?.data?.[0]?.x.length > {n1}", timeout=60_000)
     page.screenshot(path=ARTIFACTS / "tab-train-running.png", full_page=True)
     page.reload()  # the job belongs to the app, not the page: a reloaded page re-attaches to it
     page.get_by_role("tab", name="Train").wait_for()
-    page.wait_for_function("() => document.querySelector('#train-status').innerText.includes('Pretraining: running')",
-                           timeout=30_000)
+    wait_for_status(page, "Pretraining: running", timeout=30_000)
     page.get_by_role("button", name="Train both").wait_for()
     page.get_by_role("button", name="Stop").click()
-    page.wait_for_function("() => document.querySelector('#train-status').innerText.includes('stopped')",
-                           timeout=60_000)
+    wait_for_status(page, "stopped", timeout=60_000)
     assert "stopped" in status.inner_text()
     run = next(runs.glob("run-*"))
     assert list((run / "pretrain" / "checkpoints").glob("checkpoint-*/trainer_state.json"))
