@@ -28,7 +28,8 @@ class FinetuneConfig:
 
     # With dishes renamed each epoch the tagger keeps improving for long: on data_toy (4,395 training rows) the same
     # 4-pass encoder scored validation F1 0.857 after 24 epochs and 0.885 after 48 (test 0.825 -> 0.865). 30 epochs
-    # of the 3-pass tiny model (9-13 s each on 2 CPU cores with bf16) fit its 10 minutes with the pretraining.
+    # of the 3-pass tiny model (9-16 s each on 2 CPU cores with bf16) fit its 10 minutes with the pretraining, except
+    # in this machine's slow spells (README, "Training time").
     epochs: int = 30
     batch_size: int = 32  # 64 (LAMB lr 7e-3) was only 6% faster a step and ~5 F1 points worse after 24 epochs
     # LAMB. On data_toy 5e-3 beat 1e-3 (validation F1 0.74 vs 0.62, session 2); with the 3-pass encoder and 30 epochs,
