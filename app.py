@@ -184,6 +184,12 @@ def run_latency(progress=gr.Progress()):
             compare.latency_frame(report), compare.explain(report))
 
 
+def show_job_settings():
+    """On page load, show the running job's preset and numbers in the Train form (a reload would show the defaults)."""
+    job = jobs.active_job()
+    return jobs.form_values(job) if job else [gr.skip()] * (1 + len(jobs.SETTING_FIELDS))
+
+
 def device_note() -> str:
     from albert_dish.model import describe_device
 
@@ -288,6 +294,7 @@ with gr.Blocks(title="albert-dish: find dishes in restaurant reviews") as demo:
     latency_btn.click(run_latency, None, [latency_plot, memory_plot, latency_table, explanation],
                       api_name="measure_latency")
     demo.load(device_note, None, device, api_visibility="private")
+    demo.load(show_job_settings, None, [preset, *numbers], api_visibility="private")
     demo.load(load_comparison, None, [param_plot, param_table, explanation, same_task], api_visibility="private")
 
 

@@ -115,6 +115,15 @@ def preset_values(preset: str) -> list[Any]:
     return [getattr(configs[key.split(".")[0]], key.split(".")[1]) for key in SETTING_FIELDS]
 
 
+def form_values(job: dict[str, Any]) -> list[Any]:
+    """The job's preset and SETTING_FIELDS values, to refill the Train tab after a page reload; missing ones come
+    from the preset."""
+    settings = job.get("settings", {})
+    preset = settings.get("preset", "tiny")
+    defaults = preset_values(preset)
+    return [preset, *(settings.get(key, value) for key, value in zip(SETTING_FIELDS, defaults))]
+
+
 def settings_to_flags(command: Command, settings: dict[str, Any]) -> list[str]:
     """CLI flags for the settings (keys like `preset`, `corpus`, `pretrain.max_steps`, `finetune.epochs`)."""
     flags = []

@@ -2,6 +2,7 @@
 import csv
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -55,6 +56,11 @@ def app_url(tmp_path_factory):
     yield url, runs
     process.terminate()
     process.wait(timeout=20)
+    from albert_dish import jobs  # a failed test can leave its training job running: end it with the app
+
+    job = jobs.active_job(runs)
+    if job:
+        os.killpg(job["pid"], signal.SIGTERM)
 
 
 @pytest.fixture(scope="module")
@@ -150,6 +156,10 @@ def test_training_curve_grows_and_stop_stops_it(page, app_url):
     page.reload()  # the job belongs to the app, not the page: a reloaded page re-attaches to it
     page.get_by_role("tab", name="Train").wait_for()
     wait_for_status(page, "Pretraining: running", timeout=30_000)
+    page.get_by_role("tab", name="Train").click()
+    # the form shows the running job's settings again, not the preset defaults
+    page.wait_for_function("() => document.querySelector('input[aria-label=\"Pretraining steps\"]')?.value === '3000'",
+                           timeout=30_000)
     page.get_by_role("button", name="Train both").wait_for()
     page.get_by_role("button", name="Stop").click()
     wait_for_status(page, "stopped", timeout=60_000)

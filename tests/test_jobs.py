@@ -21,6 +21,14 @@ def test_preset_values_follow_the_presets():
     assert values["pretrain.max_steps"] == PRESETS["tiny"].max_steps
 
 
+def test_form_values_show_the_jobs_settings_and_fill_gaps_from_its_preset():
+    job = {"settings": {"preset": "test", "pretrain.max_steps": 3000, "finetune.learning_rate": 0.02}}
+    values = jobs.form_values(job)
+    expected = dict(zip(jobs.SETTING_FIELDS, jobs.preset_values("test")), **job["settings"])
+    assert values == ["test", *(expected[key] for key in jobs.SETTING_FIELDS)]
+    assert values[1] == 3000
+
+
 def wait_until(condition, seconds=120):
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
