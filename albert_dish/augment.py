@@ -14,8 +14,6 @@ from albert_dish.data import LabelledReview, Span
 
 WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)*")
 # Words that keep a name's shape ("X with Y", "X de Y"); a made-up name keeps them.
-# Where a sentence ends: after ".", "!" or "?" and before white space.
-SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 GLUE = frozenset("a al alla and au aux con da de del della des di du e en el in la le of on with y".split())
 
 
@@ -112,34 +110,3 @@ def swap_dishes(review: LabelledReview, rng: random.Random, names: list[str], ma
     text.append(review.review[last:])
     dishes = list(dict.fromkeys(s.text for s in spans))
     return LabelledReview("".join(text), dishes, spans, review.line)
-
-
-def drop_plain_sentences(review: LabelledReview, rng: random.Random, keep: float) -> LabelledReview:
-    """A copy of `review` without some of its sentences that name no dish, each kept with probability `keep`.
-
-    At least one sentence stays; a sentence end inside a dish ("St. Louis ribs") is not one. Spans are rebuilt so
-    labels stay exact.
-    """
-    if keep >= 1:
-        return review
-    bounds, start = [], 0
-    for end in SENTENCE_END.finditer(review.review):
-        if not any(s.start < end.start() < s.end for s in review.spans):
-            bounds.append((start, end.start()))
-            start = end.end()
-    bounds.append((start, len(review.review)))
-    named = [any(start <= s.start and s.end <= end for s in review.spans) for start, end in bounds]
-    kept = [i for i, has_dish in enumerate(named) if has_dish or rng.random() < keep] or [rng.randrange(len(bounds))]
-    if len(kept) == len(bounds):
-        return review
-    text, spans, position = [], [], 0
-    for i in kept:
-        start, end = bounds[i]
-        if text:
-            text.append(" ")
-            position += 1
-        spans += [Span(s.text, s.start - start + position, s.end - start + position)
-                  for s in review.spans if start <= s.start and s.end <= end]
-        text.append(review.review[start:end])
-        position += end - start
-    return LabelledReview("".join(text), list(dict.fromkeys(s.text for s in spans)), spans, review.line)

@@ -43,16 +43,11 @@ def find_checkpoint(run_dir: Path) -> Path | None:
 class StageTrainer(Trainer):
     """Trainer that adds running stage metrics (e.g. MLM accuracy), tokens/s and elapsed time to each log."""
 
-    def __init__(self, *args, train_sampler: torch.utils.data.Sampler | None = None, **kwargs):
+    def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._sums: dict[str, float] = defaultdict(float)
         self._tokens = 0
         self._last_log = time.monotonic()
-        self._train_sampler = train_sampler
-
-    def _get_train_sampler(self, train_dataset=None):
-        """The stage's own sampler when it has one, else the Trainer's (grouped by length)."""
-        return self._train_sampler or super()._get_train_sampler(train_dataset)
 
     def _get_eval_sampler(self, eval_dataset):
         """Evaluate in dataset order: the Trainer would group evaluation by length too, and the validation scorer

@@ -54,9 +54,6 @@ class FinetuneConfig:
     embedding_lr_scale: float = 0.1
     swap_rate: float = 0.5  # share of training dishes renamed each epoch (see augment.py); 0.8 did worse
     invented_share: float = 0.5  # of the renamed ones, share given a made-up name rather than another training dish
-    # Share of the sentences that name no dish kept in each epoch's copy of a review (re-drawn every epoch). They
-    # hold 42% of data_toy's training tokens; dropping some makes an epoch cheaper, so more epochs fit the budget.
-    plain_sentence_keep: float = 1.0
     # Self-training: more rounds on the training rows plus corpus reviews the latest tagger is sure of (0: none).
     # After a full 26-epoch run on data_toy, two rounds (8 and 6 epochs, 4,000 reviews) lifted validation F1
     # 0.810 -> 0.818 -> 0.836 and test F1 on unseen dishes 0.747 -> 0.780 -> 0.794. Squeezed into the tiny preset's
@@ -74,8 +71,6 @@ class FinetuneConfig:
         if not 0 <= self.embedding_lr_scale <= 1:
             raise ValueError(f"embedding_lr_scale must be in [0, 1] (0 freezes the embeddings), got "
                              f"{self.embedding_lr_scale}.")
-        if not 0 <= self.plain_sentence_keep <= 1:
-            raise ValueError(f"plain_sentence_keep must be in [0, 1], got {self.plain_sentence_keep}.")
         if not (0 <= self.swap_rate <= 1 and 0 <= self.invented_share <= 1):
             raise ValueError(f"swap_rate and invented_share must be in [0, 1], got {self.swap_rate} and "
                              f"{self.invented_share}.")
@@ -137,39 +132,19 @@ class SwapCollator:
         self.epoch = 0
 
     def __call__(self, items: list[dict]) -> dict[str, torch.Tensor]:
+        from albert_dish.augment import swap_dishes
+
         if "index" not in items[0]:  # evaluation windows, already encoded
             return self.pad(items)
-        reviews = [self.draw(item["index"]) for item in items]
+        reviews = []
+        for item in items:
+            review = self.reviews[item["index"]]
+            if self.names and self.cfg.swap_rate > 0:
+                rng = random.Random(f"{self.cfg.seed}:{self.epoch}:{item['index']}")
+                review = swap_dishes(review, rng, self.names, self.maker, self.cfg.swap_rate, self.cfg.invented_share)
+            reviews.append(review)
         windows = encode_reviews(self.tokenizer, reviews, self.cfg.max_length, self.cfg.stride)
         return self.pad(windows)
-
-    def draw(self, index: int) -> LabelledReview:
-        """This epoch's copy of training review `index`: some dishes renamed, some plain sentences dropped."""
-        from albert_dish.augment import drop_plain_sentences, swap_dishes
-
-        review = self.reviews[index]
-        rng = random.Random(f"{self.cfg.seed}:{self.epoch}:{index}")
-        if self.names and self.cfg.swap_rate > 0:
-            review = swap_dishes(review, rng, self.names, self.maker, self.cfg.swap_rate, self.cfg.invented_share)
-        return drop_plain_sentences(review, rng, self.cfg.plain_sentence_keep)
-
-
-class EpochLengthSampler(torch.utils.data.Sampler):
-    """Training order grouped by the length of each review's copy for the current epoch (the collator's draw), so
-    a batch's reviews are alike in length after the sentences are dropped, not before; seeded by seed and epoch."""
-
-    def __init__(self, collator: SwapCollator, batch_size: int, seed: int):
-        self.collator, self.batch_size, self.seed = collator, batch_size, seed
-
-    def __len__(self) -> int:
-        return len(self.collator.reviews)
-
-    def __iter__(self):
-        from transformers.trainer_pt_utils import get_length_grouped_indices
-
-        lengths = [len(self.collator.draw(i).review) for i in range(len(self))]
-        generator = torch.Generator().manual_seed(self.seed * 1000 + self.collator.epoch)
-        return iter(get_length_grouped_indices(lengths, self.batch_size, generator=generator))
 
 
 def compute_tagging_metrics(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -321,8 +296,7 @@ def train_round(run_dir: Path, stage: str, model, tokenizer, reviews: list[Label
         model=model, args=args, train_dataset=train_items, eval_dataset=scorer.windows, data_collator=collator,
         compute_metrics=scorer,
         optimizer_cls_and_kwargs=lamb_optimizer(cfg, lr_scales={embeddings: embedding_lr_scale}),
-        callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.patience), EpochCallback(collator)],
-        train_sampler=EpochLengthSampler(collator, cfg.batch_size, cfg.seed) if cfg.plain_sentence_keep < 1 else None)
+        callbacks=[EarlyStoppingCallback(early_stopping_patience=cfg.patience), EpochCallback(collator)])
     logger = RunLogger(run_dir, stage, on_step)
     run_stage(trainer, logger, cfg, resume)
     if logger.stop_requested:

@@ -4,10 +4,9 @@ from dataclasses import replace
 
 import numpy as np
 
-from albert_dish.augment import GLUE, NameMaker, drop_plain_sentences, match_case, swap_dishes
+from albert_dish.augment import GLUE, NameMaker, match_case, swap_dishes
 from albert_dish.data import LabelledReview, find_spans
-from albert_dish.finetune import (PRESETS, EpochLengthSampler, SwapCollator, ValidationScorer, compute_tagging_metrics,
-                                  encode_reviews)
+from albert_dish.finetune import ValidationScorer, compute_tagging_metrics, encode_reviews
 
 O, B, I, X = 0, 1, 2, -100
 
@@ -81,40 +80,6 @@ def test_swapped_dishes_are_renamed_everywhere_and_stay_exact():
         assert first.text.istitle() and again.text.islower(), "each mention keeps its case style"
         assert swapped.review.endswith(" next time!") and ", the " in swapped.review
     assert swap_dishes(review, random.Random(0), ["khao soi"], maker, rate=0.0) is review
-
-
-def test_dropping_plain_sentences_keeps_every_dish_sentence_and_exact_spans():
-    review = labelled("Parking was a nightmare. The St. Louis ribs were smoky! Service was slow. Loved the Pad Thai? "
-                      "Yes.", ["St. Louis ribs", "Pad Thai"])
-    assert drop_plain_sentences(review, random.Random(0), keep=1.0) is review
-    dropped = drop_plain_sentences(review, random.Random(0), keep=0.0)
-    assert dropped.review == "The St. Louis ribs were smoky! Loved the Pad Thai?", "'St.' inside a dish ends nothing"
-    assert [dropped.review[s.start:s.end] for s in dropped.spans] == ["St. Louis ribs", "Pad Thai"]
-    plain = labelled("Parking was a nightmare. Service was slow.", [])
-    assert drop_plain_sentences(plain, random.Random(0), keep=0.0).review in ("Parking was a nightmare.",
-                                                                               "Service was slow."), "one stays"
-    kept = {drop_plain_sentences(review, random.Random(seed), keep=0.5).review.count(".") for seed in range(40)}
-    assert len(kept) > 1, "with keep 0.5 the plain sentences come and go"
-
-
-def test_epoch_sampler_groups_the_epochs_own_copies_by_length(small_data, tokenizer):
-    from albert_dish.data import read_labelled
-
-    reviews = read_labelled(small_data / "dish_name_train.csv").reviews
-    collator = SwapCollator(tokenizer, reviews, replace(PRESETS["test"], plain_sentence_keep=0.3))
-    sampler = EpochLengthSampler(collator, batch_size=2, seed=0)  # 60 reviews: groups of 14 sorted
-    first = list(sampler)
-    assert sorted(first) == list(range(len(reviews))) and first == list(sampler), "a seeded permutation"
-    length = {i: len(collator.draw(i).review) for i in first}
-    assert length[first[0]] == max(length.values()), "the longest copy leads, as in the Trainer's length grouping"
-
-    def spread(order):  # summed length difference within the batches of 2
-        return sum(abs(length[order[b]] - length[order[b + 1]]) for b in range(0, len(order) - 1, 2))
-
-    shuffled = random.Random(0).sample(first, len(first))
-    assert spread(first) < spread(shuffled)
-    collator.epoch = 1
-    assert list(sampler) != first, "each epoch draws new copies and a new order"
 
 
 def test_invented_names_keep_the_shape_and_avoid_known_words():
