@@ -41,8 +41,8 @@ class PretrainConfig:
     # validation / test F1): 100 steps 0.805 / 0.769, 700 0.857 / 0.840, 1,200 0.875 / 0.841 and 0.871 / 0.835 in a
     # second run (held-out MLM loss 5.67 at 700, 5.06 at 1,200); but 1,200 + 26 took 621 s end to end in a noisy run,
     # over the 10-minute budget. 1,400 steps with 22 epochs gave 0.860 / 0.835: the epochs matter too. With 3 layer
-    # passes, 1,100 steps and 30 epochs took 484 s end to end in an ordinary spell of this machine and 646 s in a slow
-    # one (fine-tuning epochs 16 s instead of 11; README, "Training time").
+    # passes, 1,100 steps and 40 epochs took 510 s end to end in an ordinary spell of this machine (30 epochs: 445-484
+    # s, and 646 s in a slow spell with 16 s fine-tuning epochs instead of 11; README, "Training time").
     max_steps: int = 1100
     batch_size: int = 64
     learning_rate: float = 1e-2  # LAMB; 1e-2 learned fastest of 2e-3/4e-3/1e-2 in 300-step trials on data_toy
