@@ -16,7 +16,7 @@ import torch
 
 from albert_dish.data import IGNORE, LabelledData, LabelledReview, bio_labels, find_spans, read_corpus, read_labelled
 from albert_dish.datagen import LabelledRow, format_csv, normalize_name
-from albert_dish.model import LABELS, label_kwargs
+from albert_dish.model import LABELS, label_kwargs, training_attention
 from albert_dish.predict import DishTagger
 
 log = logging.getLogger(__name__)
@@ -199,8 +199,8 @@ def load_encoder(pretrained_dir: Path, from_scratch: bool = False):
                                 "`python -m albert_dish pretrain` first or pass --pretrained DIR.")
     if from_scratch:
         config = AutoConfig.from_pretrained(pretrained_dir, **label_kwargs())
-        return AutoModelForTokenClassification.from_config(config)
-    return AutoModelForTokenClassification.from_pretrained(pretrained_dir, **label_kwargs())
+        return AutoModelForTokenClassification.from_config(config, **training_attention())
+    return AutoModelForTokenClassification.from_pretrained(pretrained_dir, **label_kwargs(), **training_attention())
 
 
 def run_finetune(pretrained_dir: Path, train_csv: Path, val_csv: Path, out_dir: Path, cfg: FinetuneConfig,

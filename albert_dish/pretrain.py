@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from albert_dish.data import IGNORE, read_corpus, split_segments
-from albert_dish.model import ModelShape, build_model, pretraining_heads
+from albert_dish.model import ModelShape, build_model, pretraining_heads, training_attention
 
 log = logging.getLogger(__name__)
 
@@ -326,7 +326,7 @@ def run_pretrain(corpus: Path, out_dir: Path, cfg: PretrainConfig, resume: bool 
         raise ValueError(f"{corpus}: no review has two or more words; the corpus needs real reviews, one per line.")
 
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.kind, cfg.shape, "pretraining")
+    model = build_model(cfg.kind, cfg.shape, "pretraining", **training_attention())
     if cfg.embedding_init == "cooccurrence":  # on resume the checkpoint's weights replace these
         init_embeddings(model, [p["input_ids"] for p in train_pairs], cfg)
     eval_collator = PretrainCollator(tokenizer, cfg, torch.Generator().manual_seed(cfg.seed + 1))
