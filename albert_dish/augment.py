@@ -25,14 +25,16 @@ class NameMaker:
     `avoid` (say, every word of the training reviews) are never invented, so "lemon" or "service" never become dishes.
     """
 
-    def __init__(self, names: list[str], avoid: set[str] = frozenset(), order: int = 3):
+    def __init__(self, names: list[str], avoid: set[str] = frozenset(), order: int = 3, real_word_share: float = 0.0):
         self.names = sorted({n for n in names if WORD.search(n)})
         self.avoid = {w.lower() for w in avoid}
+        self.real_word_share = real_word_share
         if not self.names:
             raise ValueError("NameMaker needs at least one dish name with letters.")
         self.order = order
         self.next_chars: dict[str, Counter[str]] = defaultdict(Counter)
-        for word in {w.lower() for name in self.names for w in WORD.findall(name) if w.lower() not in GLUE}:
+        self.words = sorted({w.lower() for name in self.names for w in WORD.findall(name) if w.lower() not in GLUE})
+        for word in self.words:
             padded = "^" * order + word + "$"
             for i in range(order, len(padded)):
                 self.next_chars[padded[i - order:i]][padded[i]] += 1
@@ -64,7 +66,8 @@ class NameMaker:
         out, last = [], 0
         for i, match in enumerate(content):
             if i in chosen:
-                out += [base[last:match.start()], self.word(rng)]
+                real = self.real_word_share > 0 and rng.random() < self.real_word_share
+                out += [base[last:match.start()], rng.choice(self.words) if real else self.word(rng)]
                 last = match.end()
         return "".join(out) + base[last:]
 
@@ -110,3 +113,43 @@ def swap_dishes(review: LabelledReview, rng: random.Random, names: list[str], ma
     text.append(review.review[last:])
     dishes = list(dict.fromkeys(s.text for s in spans))
     return LabelledReview("".join(text), dishes, spans, review.line)
+
+
+def misspell(word: str, rng: random.Random) -> str:
+    """`word` with one typo: two neighbouring letters swapped, a letter doubled or a letter dropped (never the first)."""
+    i = rng.randrange(1, len(word) - 1)
+    kind = rng.randrange(3)
+    if kind == 0:
+        return word[:i] + word[i + 1] + word[i] + word[i + 2:]
+    if kind == 1:
+        return word[:i] + word[i] + word[i:]
+    return word[:i] + word[i + 1:]
+
+
+def misspell_words(review: LabelledReview, rng: random.Random, rate: float) -> LabelledReview:
+    """A copy of `review` in which each word of 4+ letters outside the dishes is misspelled with probability `rate`.
+
+    Real reviews have typos ("Absoolutely", "etxra"), and a word the tagger has never seen looks like a made-up dish
+    name; this teaches it that an odd spelling alone makes no dish. Spans are shifted so labels stay exact.
+    """
+    if rate <= 0:
+        return review
+    text, last = [], 0
+    starts = {s.start: 0 for s in review.spans}  # span start -> characters added before it
+    inside = [(s.start, s.end) for s in review.spans]
+    for match in WORD.finditer(review.review):
+        word = match.group()
+        if (len(word) < 4 or any(a < match.end() and match.start() < b for a, b in inside)
+                or rng.random() >= rate):
+            continue
+        new = misspell(word, rng)
+        text += [review.review[last:match.start()], new]
+        last = match.end()
+        for start in starts:
+            if start >= match.end():
+                starts[start] += len(new) - len(word)
+    if not text:
+        return review
+    text.append(review.review[last:])
+    spans = [Span(s.text, s.start + starts[s.start], s.end + starts[s.start]) for s in review.spans]
+    return LabelledReview("".join(text), review.dishes, spans, review.line)

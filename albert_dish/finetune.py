@@ -55,6 +55,8 @@ class FinetuneConfig:
     embedding_lr_scale: float = 0.1
     swap_rate: float = 0.5  # share of training dishes renamed each epoch (see augment.py); 0.8 did worse
     invented_share: float = 0.5  # of the renamed ones, share given a made-up name rather than another training dish
+    real_word_share: float = 0.0  # of the invented words, share taken from other training dish names instead
+    typo_rate: float = 0.0  # share of the words outside dishes misspelled each epoch (see augment.misspell_words)
     # Self-training: more rounds on the training rows plus corpus reviews the latest tagger is sure of (0: none).
     # After a full 26-epoch run on data_toy, two rounds (8 and 6 epochs, 4,000 reviews) lifted validation F1
     # 0.810 -> 0.818 -> 0.836 and test F1 on unseen dishes 0.747 -> 0.780 -> 0.794. Squeezed into the tiny preset's
@@ -72,9 +74,9 @@ class FinetuneConfig:
         if not 0 <= self.embedding_lr_scale <= 1:
             raise ValueError(f"embedding_lr_scale must be in [0, 1] (0 freezes the embeddings), got "
                              f"{self.embedding_lr_scale}.")
-        if not (0 <= self.swap_rate <= 1 and 0 <= self.invented_share <= 1):
-            raise ValueError(f"swap_rate and invented_share must be in [0, 1], got {self.swap_rate} and "
-                             f"{self.invented_share}.")
+        if not (0 <= self.swap_rate <= 1 and 0 <= self.invented_share <= 1 and 0 <= self.typo_rate <= 1):
+            raise ValueError(f"swap_rate, invented_share and typo_rate must be in [0, 1], got {self.swap_rate}, "
+                             f"{self.invented_share} and {self.typo_rate}.")
         if (min(self.self_training_rows, self.self_training_rounds) < 0 or self.self_training_epochs < 1
                 or not 0 <= self.self_training_min_score <= 1):
             raise ValueError(f"self_training_rows and _rounds must be >= 0, self_training_epochs >= 1 and "
@@ -128,12 +130,13 @@ class SwapCollator:
         self.tokenizer, self.reviews, self.cfg = tokenizer, reviews, cfg
         self.names = sorted({s.text.lower() for r in reviews for s in r.spans})
         words = {w.lower() for r in reviews for w in WORD.findall(r.review)}
-        self.maker = NameMaker(self.names, avoid=words) if self.names and cfg.invented_share > 0 else None
+        self.maker = (NameMaker(self.names, avoid=words, real_word_share=cfg.real_word_share)
+                      if self.names and cfg.invented_share > 0 else None)
         self.pad = DataCollatorForTokenClassification(tokenizer, label_pad_token_id=IGNORE)
         self.epoch = 0
 
     def __call__(self, items: list[dict]) -> dict[str, torch.Tensor]:
-        from albert_dish.augment import swap_dishes
+        from albert_dish.augment import misspell_words, swap_dishes
 
         if "index" not in items[0]:  # evaluation windows, already encoded
             return self.pad(items)
@@ -143,6 +146,9 @@ class SwapCollator:
             if self.names and self.cfg.swap_rate > 0:
                 rng = random.Random(f"{self.cfg.seed}:{self.epoch}:{item['index']}")
                 review = swap_dishes(review, rng, self.names, self.maker, self.cfg.swap_rate, self.cfg.invented_share)
+            if self.cfg.typo_rate > 0:
+                rng = random.Random(f"typo:{self.cfg.seed}:{self.epoch}:{item['index']}")
+                review = misspell_words(review, rng, self.cfg.typo_rate)
             reviews.append(review)
         windows = encode_reviews(self.tokenizer, reviews, self.cfg.max_length, self.cfg.stride)
         return self.pad(windows)

@@ -4,7 +4,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from albert_dish.augment import GLUE, NameMaker, match_case, swap_dishes
+from albert_dish.augment import GLUE, NameMaker, match_case, misspell_words, swap_dishes
 from albert_dish.data import LabelledReview, find_spans
 from albert_dish.finetune import ValidationScorer, compute_tagging_metrics, encode_reviews
 
@@ -93,6 +93,21 @@ def test_invented_names_keep_the_shape_and_avoid_known_words():
     for name in names:
         assert set(name.split()) - known_words, f"{name!r} has no invented word"
     assert any(" de " in n for n in names) and any(" con " in n for n in names), "glue words are kept"
+
+
+def test_typos_leave_dishes_whole_and_spans_exact():
+    review = labelled("Honestly the Pad Thai was wonderful, the green curry absolutely superb; pad thai again soon.",
+                      ["Pad Thai", "green curry"])
+    changed = 0
+    for seed in range(30):
+        typed = misspell_words(review, random.Random(seed), rate=0.5)
+        assert [s.text for s in typed.spans] == [s.text for s in review.spans]
+        assert all(typed.review[s.start:s.end] == s.text for s in typed.spans)
+        assert typed.review.count(" the ") == 2 and typed.review.endswith("."), "short words and punctuation stay"
+        changed += typed.review != review.review
+        assert abs(len(typed.review) - len(review.review)) <= 6
+    assert changed >= 25
+    assert misspell_words(review, random.Random(0), rate=0.0) is review
 
 
 def test_match_case():
