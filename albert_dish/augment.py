@@ -25,16 +25,14 @@ class NameMaker:
     `avoid` (say, every word of the training reviews) are never invented, so "lemon" or "service" never become dishes.
     """
 
-    def __init__(self, names: list[str], avoid: set[str] = frozenset(), order: int = 3, real_word_share: float = 0.0):
+    def __init__(self, names: list[str], avoid: set[str] = frozenset(), order: int = 3):
         self.names = sorted({n for n in names if WORD.search(n)})
         self.avoid = {w.lower() for w in avoid}
-        self.real_word_share = real_word_share
         if not self.names:
             raise ValueError("NameMaker needs at least one dish name with letters.")
         self.order = order
         self.next_chars: dict[str, Counter[str]] = defaultdict(Counter)
-        self.words = sorted({w.lower() for name in self.names for w in WORD.findall(name) if w.lower() not in GLUE})
-        for word in self.words:
+        for word in {w.lower() for name in self.names for w in WORD.findall(name) if w.lower() not in GLUE}:
             padded = "^" * order + word + "$"
             for i in range(order, len(padded)):
                 self.next_chars[padded[i - order:i]][padded[i]] += 1
@@ -66,8 +64,7 @@ class NameMaker:
         out, last = [], 0
         for i, match in enumerate(content):
             if i in chosen:
-                real = self.real_word_share > 0 and rng.random() < self.real_word_share
-                out += [base[last:match.start()], rng.choice(self.words) if real else self.word(rng)]
+                out += [base[last:match.start()], self.word(rng)]
                 last = match.end()
         return "".join(out) + base[last:]
 
@@ -134,22 +131,19 @@ def misspell_words(review: LabelledReview, rng: random.Random, rate: float) -> L
     """
     if rate <= 0:
         return review
-    text, last = [], 0
-    starts = {s.start: 0 for s in review.spans}  # span start -> characters added before it
-    inside = [(s.start, s.end) for s in review.spans]
+    text, last, edits = [], 0, []  # edits: (end of the changed word, characters added)
     for match in WORD.finditer(review.review):
         word = match.group()
-        if (len(word) < 4 or any(a < match.end() and match.start() < b for a, b in inside)
+        if (len(word) < 4 or any(s.start < match.end() and match.start() < s.end for s in review.spans)
                 or rng.random() >= rate):
             continue
         new = misspell(word, rng)
         text += [review.review[last:match.start()], new]
         last = match.end()
-        for start in starts:
-            if start >= match.end():
-                starts[start] += len(new) - len(word)
+        edits.append((match.end(), len(new) - len(word)))
     if not text:
         return review
     text.append(review.review[last:])
-    spans = [Span(s.text, s.start + starts[s.start], s.end + starts[s.start]) for s in review.spans]
+    shift = [sum(added for end, added in edits if end <= s.start) for s in review.spans]
+    spans = [Span(s.text, s.start + d, s.end + d) for s, d in zip(review.spans, shift)]
     return LabelledReview("".join(text), review.dishes, spans, review.line)
