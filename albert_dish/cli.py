@@ -1,4 +1,4 @@
-"""Command line: `python -m albert_dish {pretrain,finetune,train,predict,evaluate,compare,make-data}`."""
+"""Command line: `python -m albert_dish {pretrain,finetune,train,predict,evaluate,lexicon,compare,...}`."""
 from __future__ import annotations
 
 import argparse
@@ -19,6 +19,7 @@ COMMANDS = {
     "train": "pretrain, then fine-tune (the whole pipeline)",
     "predict": "find dishes in texts or in a CSV/TXT file",
     "evaluate": "entity P/R/F1, token accuracy, seen/unseen dishes, gazetteer baseline",
+    "lexicon": "(re)build a tagger's corpus lexicon from a corpus (done by finetune / train already)",
     "compare": "BERT vs ALBERT: parameters, latency, memory, training cost",
     "make-data": "regenerate data_toy/ (fixed seed) and check it",
     "reproduce": "train the shipped model, the ablation and BERT; evaluate; write checkpoints/",
@@ -95,6 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--errors", type=Path, help="write misses and false alarms to this CSV")
     p.add_argument("--json", action="store_true", help="print JSON")
 
+    p = sub.add_parser("lexicon", parents=[corpus], help=COMMANDS["lexicon"])
+    p.add_argument("--model", type=Path, default=Path("checkpoints/dish-tagger"))
+    p.add_argument("--val", type=Path, default=DATA / "dish_name_val.csv",
+                   help="validation CSV: its reviews are left out of the corpus, and it is scored before and after")
+
     for name in DELEGATED:
         sub.add_parser(name, help=COMMANDS[name], add_help=False)
     return parser
@@ -138,6 +144,24 @@ def run_training(args: argparse.Namespace) -> dict[str, Any]:
 def _finished(run_dir: Path) -> bool:
     status = run_dir / "status.json"
     return status.exists() and json.loads(status.read_text()).get("state") == "finished"
+
+
+def run_lexicon(args: argparse.Namespace) -> int:
+    """Rebuild `corpus_lexicon.json` of a tagger folder (tiny-preset thresholds) and print validation F1 without and
+    with it."""
+    from albert_dish.data import read_labelled
+    from albert_dish.files import write_text_atomic
+    from albert_dish.finetune import PRESETS, build_corpus_lexicon, score_tagger
+    from albert_dish.lexicon import FILENAME
+    from albert_dish.predict import DishTagger
+
+    tagger, val = DishTagger.load(args.model, use_lexicon=False), read_labelled(args.val)
+    tagger.lexicon = build_corpus_lexicon(tagger, args.corpus, val, PRESETS["tiny"])
+    write_text_atomic(args.model / FILENAME, tagger.lexicon.to_json())
+    print(f"{args.model / FILENAME}: {len(tagger.lexicon.add)} phrases to add, {len(tagger.lexicon.drop)} to drop; "
+          f"validation F1 {score_tagger(tagger.without_lexicon(), val)['f1']:.4f} without, "
+          f"{score_tagger(tagger, val)['f1']:.4f} with it")
+    return 0
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -196,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if result["state"] == "finished" else 3
         if args.command == "predict":
             return run_predict(args)
+        if args.command == "lexicon":
+            return run_lexicon(args)
         if args.command == "evaluate":
             from albert_dish.evaluate import main as evaluate_main
 

@@ -114,6 +114,12 @@ def score_spans(reviews: list[LabelledReview], predictions: list[list[Span]], se
     return counts, (round(correct / total, 4) if total else None), errors
 
 
+def entity_scores(reviews: list[LabelledReview], predictions: list[list[Span]]) -> dict[str, float]:
+    """Overall exact-span entity precision / recall / F1, rounded to 4 places."""
+    counts = score_spans(reviews, predictions, seen=set())[0]["overall"]
+    return dict(precision=round(counts.precision, 4), recall=round(counts.recall, 4), f1=round(counts.f1, 4))
+
+
 def evaluate_file(name: str, tagger, data: LabelledData, seen: set[str],
                   tokenizer=None) -> tuple[EvalReport, list[Error]]:
     """Run `tagger` over a labelled file (read once by the caller) and score it."""
@@ -146,10 +152,12 @@ def write_errors(path: Path, errors: list[tuple[str, Error]]) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    """`python -m albert_dish evaluate`: the model and the gazetteer on each --data file."""
+    """`python -m albert_dish evaluate`: the model, the model without its corpus lexicon (if it has one) and the
+    gazetteer on each --data file."""
     from albert_dish.predict import DishTagger
 
     tagger = DishTagger.load(args.model)
+    alone = tagger.without_lexicon() if tagger.lexicon is not None else None
     seen = training_dishes(args.train)
     gazetteer = Gazetteer(seen)
     reports, errors = [], []
@@ -158,6 +166,8 @@ def main(args: argparse.Namespace) -> int:
         report, errs = evaluate_file("model", tagger, data, seen, tagger.tokenizer)
         reports.append(report)
         errors += [(Path(data_csv).name, e) for e in errs]
+        if alone is not None:
+            reports.append(evaluate_file("no lexicon", alone, data, seen, tagger.tokenizer)[0])
         reports.append(evaluate_file("gazetteer", gazetteer, data, seen, tagger.tokenizer)[0])
     if args.errors:
         write_errors(args.errors, errors)

@@ -17,6 +17,7 @@ import torch
 from albert_dish.data import IGNORE, LabelledData, LabelledReview, bio_labels, find_spans, read_corpus, read_labelled
 from albert_dish.datagen import LabelledRow, format_csv, normalize_name
 from albert_dish.model import LABELS, label_kwargs, training_attention
+from albert_dish.lexicon import FILENAME, CorpusLexicon, build_from_tagger
 from albert_dish.predict import DishTagger
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,13 @@ class FinetuneConfig:
     self_training_epochs: int = 6
     self_training_learning_rate: float = 2e-3
     self_training_min_score: float = 0.85  # every dish of a chosen review scored at least this (1 - P(O), 0-1)
+    # Corpus lexicon (lexicon.py), built from the finished tagger's output on the corpus and saved beside it. The
+    # thresholds were chosen on data_toy validation (session 8); see `lexicon.build_lexicon`.
+    corpus_lexicon: bool = True
+    lexicon_min_tagged: int = 2
+    lexicon_min_share: float = 0.5
+    lexicon_drop_min_lines: int = 10
+    lexicon_drop_max_share: float = 0.1
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
@@ -85,6 +93,12 @@ class FinetuneConfig:
                              f"self_training_min_score in [0, 1]; got {self.self_training_rows}, "
                              f"{self.self_training_rounds}, {self.self_training_epochs} and "
                              f"{self.self_training_min_score}.")
+        if not (0 <= self.lexicon_min_share <= 1 and 0 <= self.lexicon_drop_max_share <= 1
+                and min(self.lexicon_min_tagged, self.lexicon_drop_min_lines) >= 1):
+            raise ValueError(f"lexicon_min_share and lexicon_drop_max_share must be in [0, 1] and lexicon_min_tagged, "
+                             f"lexicon_drop_min_lines at least 1; got {self.lexicon_min_share}, "
+                             f"{self.lexicon_drop_max_share}, {self.lexicon_min_tagged} and "
+                             f"{self.lexicon_drop_min_lines}.")
         if not 0 <= self.stride < self.max_length // 2:
             raise ValueError(f"stride must be in [0, max_length/2), got {self.stride} with max_length {self.max_length}.")
 
@@ -185,15 +199,13 @@ class ValidationScorer:
         self.windows = labelled_windows(enc, reviews)  # the evaluation dataset, in the order scored here
 
     def __call__(self, prediction) -> dict[str, float]:
-        from albert_dish.evaluate import score_spans
+        from albert_dish.evaluate import entity_scores
         from albert_dish.predict import decode_windows
 
         logits, labels = prediction.predictions, prediction.label_ids
         probs = torch.from_numpy(logits).float().softmax(-1).numpy()  # padded positions are never read
         spans = decode_windows([r.review for r in self.reviews], self.offsets, self.samples, probs)
-        counts = score_spans(self.reviews, spans, seen=set())[0]["overall"]
-        return dict(precision=round(counts.precision, 4), recall=round(counts.recall, 4), f1=round(counts.f1, 4),
-                    **compute_tagging_metrics(logits, labels))
+        return dict(**entity_scores(self.reviews, spans), **compute_tagging_metrics(logits, labels))
 
 
 def load_encoder(pretrained_dir: Path, from_scratch: bool = False):
@@ -273,10 +285,32 @@ def run_finetune(pretrained_dir: Path, train_csv: Path, val_csv: Path, out_dir: 
     files = {name: (rounds[0] / name).read_text(encoding="utf-8") for name in ("metrics.jsonl", "run_config.json")}
     files.update({f"self_training_round_{n}_metrics.jsonl": (rounds[n] / "metrics.jsonl").read_text(encoding="utf-8")
                   for n in range(1, len(results))})
+    if corpus is not None and cfg.corpus_lexicon:
+        lexicon = build_corpus_lexicon(DishTagger(model, tokenizer), corpus, val, cfg)
+        files[FILENAME] = lexicon.to_json()
+        summary["with_lexicon"] = score_tagger(DishTagger(model, tokenizer, lexicon=lexicon), val)
+        log.info("Validation F1 with the corpus lexicon: %.4f", summary["with_lexicon"]["f1"])
     export_dir = export_model(model, tokenizer, out_dir / "dish-tagger",
                               files={**files, "results.json": json.dumps(summary, indent=2) + "\n"})
     log.info("Dish tagger written to %s (validation F1 %.4f)", export_dir, summary["f1"])
     return export_dir
+
+
+def score_tagger(tagger: DishTagger, data: LabelledData) -> dict[str, float]:
+    """Entity precision / recall / F1 of a tagger on a labelled file (as `evaluate` reports them)."""
+    from albert_dish.evaluate import entity_scores
+
+    return entity_scores(data.reviews, tagger.tag_batch([r.review for r in data.reviews]))
+
+
+def build_corpus_lexicon(tagger: DishTagger, corpus: Path, val: LabelledData, cfg: FinetuneConfig) -> CorpusLexicon:
+    """The corpus lexicon of a finished tagger, from the corpus lines that are not validation reviews (so that
+    validation scores stay measured on text the lexicon never saw)."""
+    held_out = {normalize_name(r.review) for r in val.reviews}
+    lines = [line for line in read_corpus(corpus) if normalize_name(line) not in held_out]
+    log.info("Building the corpus lexicon: tagging %d corpus lines", len(lines))
+    return build_from_tagger(tagger, lines, min_tagged=cfg.lexicon_min_tagged, min_share=cfg.lexicon_min_share,
+                             drop_min_lines=cfg.lexicon_drop_min_lines, drop_max_share=cfg.lexicon_drop_max_share)
 
 
 def train_round(run_dir: Path, stage: str, model, tokenizer, reviews: list[LabelledReview], val: LabelledData,

@@ -15,22 +15,28 @@ import torch
 
 from albert_dish.data import LABEL2ID, Span, spans_from_labels, word_ids
 from albert_dish.files import write_text_atomic
+from albert_dish.lexicon import CorpusLexicon, load_lexicon
 
 log = logging.getLogger(__name__)
 OnProgress = Callable[[int, int], None]
 
 
 class DishTagger:
-    """A loaded dish tagger: `tag(text)` and `tag_batch(texts)` return dishes with offsets and confidence."""
+    """A loaded dish tagger: `tag(text)` and `tag_batch(texts)` return dishes with offsets and confidence.
 
-    def __init__(self, model, tokenizer, max_length: int = 128, stride: int = 32, batch_size: int = 32):
-        self.model, self.tokenizer = model.eval(), tokenizer
+    With a `lexicon` (lexicon.py) the model's spans are made consistent with how it tagged the corpus.
+    """
+
+    def __init__(self, model, tokenizer, max_length: int = 128, stride: int = 32, batch_size: int = 32,
+                 lexicon: CorpusLexicon | None = None):
+        self.model, self.tokenizer, self.lexicon = model.eval(), tokenizer, lexicon
         self.max_length, self.stride, self.batch_size = max_length, stride, batch_size
         self.device = next(model.parameters()).device
 
     @classmethod
-    def load(cls, model_dir: Path | str, device: str | None = None) -> "DishTagger":
-        """Load a tagger folder once (model, tokenizer; windows sized to the model's positions)."""
+    def load(cls, model_dir: Path | str, device: str | None = None, use_lexicon: bool = True) -> "DishTagger":
+        """Load a tagger folder once (model, tokenizer, its corpus lexicon if any; windows sized to the model's
+        positions)."""
         from transformers import AutoModelForTokenClassification, AutoTokenizer
 
         model_dir = Path(model_dir)
@@ -42,7 +48,12 @@ class DishTagger:
             raise ValueError(f"{model_dir} labels are {model.config.id2label}, not a dish tagger's O/B-DISH/I-DISH.")
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        return cls(model.to(device), tokenizer, max_length=min(128, model.config.max_position_embeddings))
+        return cls(model.to(device), tokenizer, max_length=min(128, model.config.max_position_embeddings),
+                   lexicon=load_lexicon(model_dir) if use_lexicon else None)
+
+    def without_lexicon(self) -> "DishTagger":
+        """The same model and tokenizer, predicting without the corpus lexicon."""
+        return DishTagger(self.model, self.tokenizer, self.max_length, self.stride, self.batch_size)
 
     def tag(self, text: str) -> list[Span]:
         """Dishes in one text, in order of appearance."""
@@ -55,7 +66,10 @@ class DishTagger:
         results: list[list[Span]] = []
         for begin in range(0, len(texts), self.batch_size):
             chunk = texts[begin:begin + self.batch_size]
-            results.extend(self._tag_chunk(chunk))
+            spans = self._tag_chunk(chunk)
+            if self.lexicon is not None:
+                spans = [self.lexicon.apply(text, found) for text, found in zip(chunk, spans)]
+            results.extend(spans)
             if on_progress is not None:
                 on_progress(min(begin + self.batch_size, len(texts)), len(texts))
         return results

@@ -22,8 +22,10 @@ def test_train_predict_evaluate(small_data, tmp_path):
                                  "--val", small_data / "dish_name_val.csv", "--json", cwd=tmp_path))
     assert summary["state"] == "finished"
     tagger = out / "dish-tagger"
-    for name in ("config.json", "model.safetensors", "tokenizer.json", "metrics.jsonl", "results.json"):
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "metrics.jsonl", "results.json",
+                 "corpus_lexicon.json"):
         assert (tagger / name).exists(), name
+    assert 0.0 <= summary["with_lexicon"]["f1"] <= 1.0
     assert 0.0 <= summary["f1"] <= 1.0 and 0.0 <= summary["token_accuracy"] <= 1.0
     # self-training: the first-round tagger tagged the corpus (the test preset keeps every review it finds a dish in)
     pseudo = out / "selftrain" / "round-1" / "pseudo_labels.csv"
@@ -62,5 +64,10 @@ def test_train_predict_evaluate(small_data, tmp_path):
     reports = json.loads(run_cli("evaluate", "--model", tagger, "--data", small_data / "dish_name_val.csv",
                                  "--train", small_data / "dish_name_train.csv", "--errors", tmp_path / "errors.csv",
                                  "--json", cwd=tmp_path))
-    assert [r["tagger"] for r in reports] == ["model", "gazetteer"]
+    assert [r["tagger"] for r in reports] == ["model", "no lexicon", "gazetteer"]
     assert (tmp_path / "errors.csv").exists()
+
+    (tagger / "corpus_lexicon.json").unlink()
+    out = run_cli("lexicon", "--model", tagger, "--corpus", small_data / "restaurant_review.txt", "--val",
+                  small_data / "dish_name_val.csv", cwd=tmp_path)
+    assert "validation F1" in out and (tagger / "corpus_lexicon.json").exists()
