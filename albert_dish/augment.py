@@ -32,7 +32,8 @@ class NameMaker:
             raise ValueError("NameMaker needs at least one dish name with letters.")
         self.order = order
         self.next_chars: dict[str, Counter[str]] = defaultdict(Counter)
-        for word in {w.lower() for name in self.names for w in WORD.findall(name) if w.lower() not in GLUE}:
+        # sorted: the order of a set of strings changes with each process's hash seed, and with it the invented words
+        for word in sorted({w.lower() for name in self.names for w in WORD.findall(name) if w.lower() not in GLUE}):
             padded = "^" * order + word + "$"
             for i in range(order, len(padded)):
                 self.next_chars[padded[i - order:i]][padded[i]] += 1
@@ -96,20 +97,8 @@ def swap_dishes(review: LabelledReview, rng: random.Random, names: list[str], ma
             renames[key] = maker.name(rng) if invent else rng.choice(names)
     if not renames:
         return review
-    text, spans, last = [], [], 0
-    position = 0
-    for span in review.spans:
-        new = renames.get(span.text.lower())
-        new = match_case(new, span.text) if new is not None else span.text
-        text.append(review.review[last:span.start])
-        position += span.start - last
-        spans.append(Span(new, position, position + len(new)))
-        text.append(new)
-        position += len(new)
-        last = span.end
-    text.append(review.review[last:])
-    dishes = list(dict.fromkeys(s.text for s in spans))
-    return LabelledReview("".join(text), dishes, spans, review.line)
+    return replace_ranges(review, [(s.start, s.end, match_case(renames[s.text.lower()], s.text))
+                                   for s in review.spans if s.text.lower() in renames])
 
 
 def misspell(word: str, rng: random.Random) -> str:
@@ -131,19 +120,27 @@ def misspell_words(review: LabelledReview, rng: random.Random, rate: float) -> L
     """
     if rate <= 0:
         return review
-    text, last, edits = [], 0, []  # edits: (end of the changed word, characters added)
-    for match in WORD.finditer(review.review):
-        word = match.group()
-        if (len(word) < 4 or any(s.start < match.end() and match.start() < s.end for s in review.spans)
-                or rng.random() >= rate):
-            continue
-        new = misspell(word, rng)
-        text += [review.review[last:match.start()], new]
-        last = match.end()
-        edits.append((match.end(), len(new) - len(word)))
-    if not text:
-        return review
-    text.append(review.review[last:])
-    shift = [sum(added for end, added in edits if end <= s.start) for s in review.spans]
-    spans = [Span(s.text, s.start + d, s.end + d) for s, d in zip(review.spans, shift)]
-    return LabelledReview("".join(text), review.dishes, spans, review.line)
+    edits = [(m.start(), m.end(), misspell(m.group(), rng)) for m in WORD.finditer(review.review)
+             if len(m.group()) >= 4 and not any(s.start < m.end() and m.start() < s.end for s in review.spans)
+             and rng.random() < rate]
+    return replace_ranges(review, edits) if edits else review
+
+
+def replace_ranges(review: LabelledReview, edits: list[tuple[int, int, str]]) -> LabelledReview:
+    """A copy of `review` with text ranges replaced (sorted, non-overlapping `(start, end, new text)`).
+
+    A dish span that is itself an edited range takes the new text; every other span must lie outside the edits and is
+    shifted, so labels stay exact.
+    """
+    pieces, last = [], 0
+    for start, end, new in edits:
+        pieces += [review.review[last:start], new]
+        last = end
+    pieces.append(review.review[last:])
+    renamed = {(start, end): new for start, end, new in edits}
+    spans = []
+    for span in review.spans:
+        shift = sum(len(new) - (end - start) for start, end, new in edits if end <= span.start)
+        text = renamed.get((span.start, span.end), span.text)
+        spans.append(Span(text, span.start + shift, span.start + shift + len(text)))
+    return LabelledReview("".join(pieces), list(dict.fromkeys(s.text for s in spans)), spans, review.line)

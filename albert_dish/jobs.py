@@ -213,6 +213,8 @@ def describe_status(view: RunView) -> str:
     eta = (f", about {format_seconds(s['eta_s'])} left" if view.running and s.get("state") == "running"
            and s.get("eta_s") is not None else "")
     stage = STAGES.get(s.get("stage"), s.get("stage", ""))
+    if view.running and s.get("state") == "finished" and s.get("stage") != "pretrain":
+        eta = ", now tagging the corpus with the finished tagger (about a minute per 24,000 lines)"
     return f"{stage}: {s.get('state', '?')} — step {done}/{total}{percent}{eta} · elapsed {format_seconds(s.get('elapsed_s', 0))} on {s.get('device', '?')}"
 
 

@@ -59,13 +59,33 @@ def train_all(out: Path, corpus: Path, train: Path, val: Path, preset: str = "ti
 
 
 LABELS = {"albert": "ALBERT (pretrained)", "scratch": "ALBERT, no pretraining", "bert": "BERT (pretrained)"}
+NO_LEXICON = "ALBERT (pretrained), no lexicon"
 
 
 def load_taggers(runs: dict[str, Path]) -> dict[str, object]:
-    """The dish tagger of each run, keyed by its table label."""
+    """The dish tagger of each run, keyed by its table label, and the ALBERT one without its corpus lexicon."""
     from albert_dish.predict import DishTagger
 
-    return {LABELS[k]: DishTagger.load(v / "dish-tagger") for k, v in runs.items()}
+    taggers = {LABELS[k]: DishTagger.load(v / "dish-tagger") for k, v in runs.items()}
+    albert = taggers[LABELS["albert"]]
+    if albert.lexicon is not None:
+        taggers = {LABELS["albert"]: albert, NO_LEXICON: albert.without_lexicon(), **taggers}
+    return taggers
+
+
+def lexicon_note(runs: dict[str, Path]) -> str:
+    """A sentence on the shipped tagger's corpus lexicon (empty when it has none)."""
+    from albert_dish.lexicon import load_lexicon
+
+    lexicon = load_lexicon(runs["albert"] / "dish-tagger")
+    if lexicon is None:
+        return ""
+    return (f" At prediction time the corpus lexicon (`corpus_lexicon.json`) makes the tagger consistent with itself: "
+            f"it tagged the {lexicon.info.get('lines', 0):,} corpus lines once, and phrases it tagged in at least "
+            f"{lexicon.info.get('min_share', 0):.0%} of the lines they occur in ({len(lexicon.add):,}) are added where "
+            f"the model misses them, while phrases tagged in under {lexicon.info.get('drop_max_share', 0):.0%} of "
+            f"at least {lexicon.info.get('drop_min_lines', 0)} lines ({len(lexicon.drop):,}) are dropped. Every "
+            f"model in the table has its own lexicon; the 'no lexicon' row is the ALBERT model alone.")
 
 
 def evaluate_all(taggers: dict[str, object], train: Path, files: list[Path]) -> list[EvalReport]:
@@ -152,7 +172,7 @@ pretrained from scratch with masked LM + sentence-order prediction and LAMB on `
 ({pre['max_steps']} steps × {pre['batch_size']}{made}), then fine-tuned on `data_toy/dish_name_train.csv`
 ({fin['epochs']} epochs max, batch {fin['batch_size']}, best epoch by validation entity F1{kept}; each epoch
 {fin['swap_rate']:.0%} of the training dishes are renamed, to another training dish or to a made-up name, so the tagger
-learns where dishes sit in a review rather than a list of names).{self_training_note(fin)}
+learns where dishes sit in a review rather than a list of names).{self_training_note(fin)}{lexicon_note(runs)}
 Trained on a 2-core CPU in {_elapsed(runs['albert']) / 60:.1f} minutes of training time.
 
 Reproduce (also the ablation and the BERT comparison): `{COMMAND}`

@@ -95,6 +95,22 @@ def test_invented_names_keep_the_shape_and_avoid_known_words():
     assert any(" de " in n for n in names) and any(" con " in n for n in names), "glue words are kept"
 
 
+def test_invented_names_do_not_depend_on_the_process_hash_seed():
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    code = ("import random; from albert_dish.augment import NameMaker; "
+            "m = NameMaker(['tarta de santiago', 'pan con tomate', 'gazpacho', 'pulpo a la gallega']); "
+            "r = random.Random(0); print([m.name(r) for _ in range(20)])")
+    outputs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                              env={**os.environ, "PYTHONPATH": str(ROOT), "PYTHONHASHSEED": seed}).stdout
+               for seed in ("1", "2", "3")}
+    assert len(outputs) == 1, outputs
+
+
 def test_typos_leave_dishes_whole_and_spans_exact():
     review = labelled("Honestly the Pad Thai was wonderful, the green curry absolutely superb; pad thai again soon.",
                       ["Pad Thai", "green curry"])

@@ -43,3 +43,11 @@ def test_dish_tagger_finds_dishes_in_an_unseen_review():
     spans = DishTagger.load(TAGGER).tag(text)
     assert all(text[s.start:s.end] == s.text for s in spans)
     assert any("ramen" in s.text.lower() for s in spans)
+
+
+def test_shipped_tagger_loads_its_corpus_lexicon():
+    from albert_dish import DishTagger
+
+    tagger = DishTagger.load(TAGGER)
+    assert tagger.lexicon is not None and tagger.lexicon.add and tagger.lexicon.info["lines"] > 20000
+    assert tagger.without_lexicon().lexicon is None
