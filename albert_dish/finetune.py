@@ -29,9 +29,9 @@ class FinetuneConfig:
 
     # With dishes renamed each epoch the tagger keeps improving for long: on data_toy (4,395 training rows) the same
     # 4-pass encoder scored validation F1 0.857 after 24 epochs and 0.885 after 48 (test 0.825 -> 0.865); the
-    # shipped 3-pass encoder 0.891 after 30 and 0.909 after 40 (test 0.880 -> 0.895). 40 epochs (~10 s each on 2
-    # CPU cores with bf16) fit its 10 minutes with the pretraining in ordinary spells of this machine, not in its
-    # slow ones (README, "Training time").
+    # shipped 3-pass encoder 0.891 after 30 and 0.909 after 40 (test 0.880 -> 0.895). An epoch takes ~7 s on 2 CPU
+    # cores with native bf16 (AVX512-BF16, eager attention) and ~23 s on 2 AVX2-only cores in fp32 (README,
+    # "Training time").
     epochs: int = 40
     batch_size: int = 32  # 64 (LAMB lr 7e-3) was only 6% faster a step and ~5 F1 points worse after 24 epochs
     # LAMB. On data_toy 5e-3 beat 1e-3 (validation F1 0.74 vs 0.62, session 2); with the 3-pass encoder and 30 epochs,
@@ -56,9 +56,10 @@ class FinetuneConfig:
     embedding_lr_scale: float = 0.1
     swap_rate: float = 0.5  # share of training dishes renamed each epoch (see augment.py); 0.8 did worse
     invented_share: float = 0.5  # of the renamed ones, share given a made-up name rather than another training dish
-    # Share of the words outside dishes misspelled each epoch (augment.misspell_words). From the shipped encoder, 40
+    # Share of the words outside dishes misspelled each epoch (augment.misspell_words). From the session-7 encoder, 40
     # epochs: 0.05 gave validation / test F1 0.910 / 0.887 against 0.903-0.909 / 0.892-0.895 without (precision up,
-    # recall down), so it stays off until measured with more seeds.
+    # recall down); with the corpus lexicon 0.929 / 0.910 against 0.917 / 0.906 (session 8, before `apply` replaced
+    # spans inside a match). The session-9 reproduce with it: 0.910 / 0.890 alone, 0.933 / 0.924 with the lexicon.
     typo_rate: float = 0.05
     # Self-training: more rounds on the training rows plus corpus reviews the latest tagger is sure of (0: none).
     # After a full 26-epoch run on data_toy, two rounds (8 and 6 epochs, 4,000 reviews) lifted validation F1

@@ -156,6 +156,10 @@ def model_card(runs: dict[str, Path], table: str) -> str:
     pre = json.loads((runs["albert"] / "pretrain" / "run_config.json").read_text())
     fin = json.loads((runs["albert"] / "finetune" / "run_config.json").read_text())
     made, kept = embedding_notes(pre, fin)
+    typos = (f"; {fin['typo_rate']:.0%} of the other words are misspelled each epoch, as in real reviews"
+             if fin.get("typo_rate") else "")
+    status = runs["albert"] / "finetune" / "status.json"
+    device = json.loads(status.read_text()).get("device", "a CPU") if status.exists() else "a CPU"
     return f"""---
 language: en
 library_name: transformers
@@ -172,8 +176,8 @@ pretrained from scratch with masked LM + sentence-order prediction and LAMB on `
 ({pre['max_steps']} steps × {pre['batch_size']}{made}), then fine-tuned on `data_toy/dish_name_train.csv`
 ({fin['epochs']} epochs max, batch {fin['batch_size']}, best epoch by validation entity F1{kept}; each epoch
 {fin['swap_rate']:.0%} of the training dishes are renamed, to another training dish or to a made-up name, so the tagger
-learns where dishes sit in a review rather than a list of names).{self_training_note(fin)}{lexicon_note(runs)}
-Trained on a 2-core CPU in {_elapsed(runs['albert']) / 60:.1f} minutes of training time.
+learns where dishes sit in a review rather than a list of names{typos}).{self_training_note(fin)}{lexicon_note(runs)}
+Trained in {_elapsed(runs['albert']) / 60:.1f} minutes of stage time on {device}.
 
 Reproduce (also the ablation and the BERT comparison): `{COMMAND}`
 
@@ -190,7 +194,7 @@ The gazetteer tags exact matches of the training dish names.
 
 {table}
 
-Validation is used to pick the best epoch; test is used for nothing but this table.
+Validation is used to pick the best epoch (and, in session 8, the corpus lexicon's thresholds); test is used for nothing but this table.
 """
 
 
