@@ -23,9 +23,10 @@ def test_apply_adds_whole_word_matches_replaces_spans_inside_them_and_drops_phra
     lexicon = CorpusLexicon(add={("khao", "soi"): 0.9, ("garlic", "naan"): 0.8, ("pho",): 0.7},
                             drop=frozenset({("house", "special")}))
     text = "Khao Soi, garlic naan and the house special; no khao soiy, pho."
-    model = spans_of(text, "naan", "house special")
+    model = spans_of(text, "naan", "house special") + [Span("pho", 59, 62, 0.95)]
     found = lexicon.apply(text, model)
-    assert [(s.text, s.score) for s in found] == [("Khao Soi", 0.9), ("garlic naan", 0.8), ("pho", 0.7)]
+    # "naan" (score 1.0) inside "garlic naan" keeps its score; the model's 0.95 for "pho" beats the share 0.7
+    assert [(s.text, s.score) for s in found] == [("Khao Soi", 0.9), ("garlic naan", 1.0), ("pho", 0.95)]
     assert all(text[s.start:s.end] == s.text for s in found)
 
 
