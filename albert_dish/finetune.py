@@ -16,8 +16,8 @@ import torch
 
 from albert_dish.data import IGNORE, LabelledData, LabelledReview, bio_labels, find_spans, read_corpus, read_labelled
 from albert_dish.datagen import LabelledRow, format_csv, normalize_name
-from albert_dish.model import LABELS, label_kwargs, training_attention
 from albert_dish.lexicon import FILENAME, CorpusLexicon, build_from_tagger
+from albert_dish.model import LABELS, label_kwargs, training_attention
 from albert_dish.predict import DishTagger
 
 log = logging.getLogger(__name__)
