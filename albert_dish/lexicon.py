@@ -127,19 +127,9 @@ def build_lexicon(lines: list[str], predictions: list[list[Span]], min_tagged: i
     return CorpusLexicon(add, frozenset(drop), info)
 
 
-def tag_lines(tagger, lines: list[str], on_progress=None) -> list[list[Span]]:
-    """The tagger's spans for each line (lines tagged shortest first, so batches carry little padding)."""
-    order = sorted(range(len(lines)), key=lambda i: len(lines[i]))
-    spans = tagger.tag_batch([lines[i] for i in order], on_progress)
-    result: list[list[Span]] = [[] for _ in lines]
-    for i, found in zip(order, spans):
-        result[i] = found
-    return result
-
-
 def build_from_tagger(tagger, lines: list[str], on_progress=None, **thresholds) -> CorpusLexicon:
     """Tag `lines` with the model alone (any lexicon it has is ignored) and build a lexicon from its output."""
-    lexicon = build_lexicon(lines, tag_lines(tagger.without_lexicon(), lines, on_progress), **thresholds)
+    lexicon = build_lexicon(lines, tagger.without_lexicon().tag_batch(lines, on_progress), **thresholds)
     log.info("Corpus lexicon from %d lines: %d phrases to add, %d to drop", len(lines), len(lexicon.add),
              len(lexicon.drop))
     return lexicon
