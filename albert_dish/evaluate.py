@@ -116,8 +116,8 @@ def score_spans(reviews: list[LabelledReview], predictions: list[list[Span]], se
 
 def entity_scores(reviews: list[LabelledReview], predictions: list[list[Span]]) -> dict[str, float]:
     """Overall exact-span entity precision / recall / F1, rounded to 4 places."""
-    counts = score_spans(reviews, predictions, seen=set())[0]["overall"]
-    return dict(precision=round(counts.precision, 4), recall=round(counts.recall, 4), f1=round(counts.f1, 4))
+    scores = score_spans(reviews, predictions, seen=set())[0]["overall"].as_dict()
+    return {key: scores[key] for key in ("precision", "recall", "f1")}
 
 
 def evaluate_file(name: str, tagger, data: LabelledData, seen: set[str],
