@@ -40,6 +40,38 @@ def find_checkpoint(run_dir: Path) -> Path | None:
     return max(complete, key=lambda p: int(p.name.split("-")[-1]), default=None)
 
 
+def write_status(run_dir: Path, stage: str, state: str, step: int, total: int, elapsed_s: float,
+                 eta_s: float | None, epoch: float | None = None) -> None:
+    """Write `run_dir/status.json` atomically (what the app shows): stage, state, step of total, elapsed and ETA."""
+    write_json_atomic(Path(run_dir) / "status.json", dict(
+        stage=stage, state=state, step=step, max_steps=total, epoch=epoch, elapsed_s=round(elapsed_s, 1),
+        eta_s=None if eta_s is None else round(eta_s, 1), device=describe_device()))
+
+
+class ProgressStatus:
+    """An `on_progress(done, total)` callback for a stage without a Trainer loop (the corpus lexicon): keeps the
+    stage's status.json current, at most every `every_s` seconds, and `finish()` marks it finished."""
+
+    def __init__(self, run_dir: Path, stage: str, every_s: float = 2.0):
+        self.run_dir, self.stage, self.every_s = Path(run_dir), stage, every_s
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.started = self.written = time.monotonic()
+        self.done, self.total = 0, 0
+        write_status(self.run_dir, stage, "running", 0, 0, 0.0, None)
+
+    def __call__(self, done: int, total: int) -> None:
+        self.done, self.total = done, total
+        now = time.monotonic()
+        if now - self.written >= self.every_s:
+            elapsed = now - self.started
+            write_status(self.run_dir, self.stage, "running", done, total, elapsed,
+                         elapsed / done * (total - done) if done else None)
+            self.written = now
+
+    def finish(self) -> None:
+        write_status(self.run_dir, self.stage, "finished", self.done, self.total, time.monotonic() - self.started, 0.0)
+
+
 class StageTrainer(Trainer):
     """Trainer that adds running stage metrics (e.g. MLM accuracy), tokens/s and elapsed time to each log."""
 
@@ -98,13 +130,11 @@ class RunLogger(TrainerCallback):
         return self.elapsed_before + time.monotonic() - self.started
 
     def write_status(self, state, status: str) -> None:
-        """Write status.json atomically: stage, state, step, max_steps, elapsed and ETA seconds."""
+        """Write status.json for this stage (see `write_status`)."""
         step, total = state.global_step, state.max_steps
         done_now = step - self.resumed_at
         eta = (self.elapsed() - self.elapsed_before) / done_now * (total - step) if done_now > 0 else None
-        write_json_atomic(self.run_dir / "status.json", dict(
-            stage=self.stage, state=status, step=step, max_steps=total, epoch=state.epoch,
-            elapsed_s=round(self.elapsed(), 1), eta_s=None if eta is None else round(eta, 1), device=describe_device()))
+        write_status(self.run_dir, self.stage, status, step, total, self.elapsed(), eta, epoch=state.epoch)
 
     def on_train_begin(self, args, state, control, **kwargs):
         # A resumed run keeps the history up to its checkpoint and drops what was logged after it.

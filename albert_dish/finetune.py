@@ -235,7 +235,7 @@ def run_finetune(pretrained_dir: Path, train_csv: Path, val_csv: Path, out_dir: 
 
     from transformers import AutoTokenizer
 
-    from albert_dish.engine import export_model
+    from albert_dish.engine import ProgressStatus, export_model
     from albert_dish.files import write_json_atomic, write_text_atomic
 
     out_dir = Path(out_dir)
@@ -249,6 +249,7 @@ def run_finetune(pretrained_dir: Path, train_csv: Path, val_csv: Path, out_dir: 
         lines = [line for line in read_corpus(corpus) if normalize_name(line) not in known]
     if not resume:
         shutil.rmtree(out_dir / "selftrain", ignore_errors=True)
+    shutil.rmtree(out_dir / "lexicon", ignore_errors=True)  # rebuilt below; an old status would hide this run's
     model = load_encoder(pretrained_dir, cfg.from_scratch)
     results = []
     for number, run_dir in enumerate(rounds):
@@ -287,7 +288,9 @@ def run_finetune(pretrained_dir: Path, train_csv: Path, val_csv: Path, out_dir: 
     files.update({f"self_training_round_{n}_metrics.jsonl": (rounds[n] / "metrics.jsonl").read_text(encoding="utf-8")
                   for n in range(1, len(results))})
     if corpus is not None and cfg.corpus_lexicon:
-        lexicon = build_corpus_lexicon(DishTagger(model, tokenizer), corpus, val, cfg)
+        progress = ProgressStatus(out_dir / "lexicon", "lexicon")
+        lexicon = build_corpus_lexicon(DishTagger(model, tokenizer), corpus, val, cfg, progress)
+        progress.finish()
         files[FILENAME] = lexicon.to_json()
         summary["with_lexicon"] = score_tagger(DishTagger(model, tokenizer, lexicon=lexicon), val)
         log.info("Validation F1 with the corpus lexicon: %.4f", summary["with_lexicon"]["f1"])
@@ -304,14 +307,16 @@ def score_tagger(tagger: DishTagger, data: LabelledData) -> dict[str, float]:
     return entity_scores(data.reviews, tagger.tag_batch([r.review for r in data.reviews]))
 
 
-def build_corpus_lexicon(tagger: DishTagger, corpus: Path, val: LabelledData, cfg: FinetuneConfig) -> CorpusLexicon:
+def build_corpus_lexicon(tagger: DishTagger, corpus: Path, val: LabelledData, cfg: FinetuneConfig,
+                         on_progress=None) -> CorpusLexicon:
     """The corpus lexicon of a finished tagger, from the corpus lines that are not validation reviews (so that
     validation scores stay measured on text the lexicon never saw)."""
     held_out = {normalize_name(r.review) for r in val.reviews}
     lines = [line for line in read_corpus(corpus) if normalize_name(line) not in held_out]
     log.info("Building the corpus lexicon: tagging %d corpus lines", len(lines))
-    return build_from_tagger(tagger, lines, min_tagged=cfg.lexicon_min_tagged, min_share=cfg.lexicon_min_share,
-                             drop_min_lines=cfg.lexicon_drop_min_lines, drop_max_share=cfg.lexicon_drop_max_share)
+    return build_from_tagger(tagger, lines, on_progress, min_tagged=cfg.lexicon_min_tagged,
+                             min_share=cfg.lexicon_min_share, drop_min_lines=cfg.lexicon_drop_min_lines,
+                             drop_max_share=cfg.lexicon_drop_max_share)
 
 
 def train_round(run_dir: Path, stage: str, model, tokenizer, reviews: list[LabelledReview], val: LabelledData,

@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data_toy"
 RUNS = Path(os.environ.get("ALBERT_DISH_RUNS", "runs"))
 SHIPPED_TAGGER = ROOT / "checkpoints" / "dish-tagger"
-STAGES = {"pretrain": "Pretraining", "finetune": "Fine-tuning", "selftrain": "Self-training"}  # in run order
+STAGES = {"pretrain": "Pretraining", "finetune": "Fine-tuning", "selftrain": "Self-training",
+          "lexicon": "Corpus lexicon (the finished tagger tags the corpus)"}  # in run order
 SHIPPED_PRETRAINED = ROOT / "checkpoints" / "albert-pretrained"
 _processes: dict[int, subprocess.Popen] = {}
 
@@ -150,9 +151,9 @@ def resume_job(run_name: str, runs: Path = RUNS) -> dict[str, Any]:
 
 
 def stage_folders(run_dir: Path) -> list[Path]:
-    """A run's stage folders in run order: pretrain, finetune, then selftrain/round-1, round-2, ..."""
+    """A run's stage folders in run order: pretrain, finetune, selftrain/round-1, round-2, ..., then lexicon."""
     rounds = sorted((run_dir / "selftrain").glob("round-*"), key=lambda p: int(p.name.rpartition("-")[2]))
-    return [run_dir / "pretrain", run_dir / "finetune", *rounds]
+    return [run_dir / "pretrain", run_dir / "finetune", *rounds, run_dir / "lexicon"]
 
 
 def stop_job(runs: Path = RUNS) -> dict[str, Any]:
@@ -175,18 +176,18 @@ def read_run(run_name: str, runs: Path = RUNS, log_lines: int = 15) -> RunView:
     view.finetune = read_jsonl(run_dir / "finetune" / "metrics.jsonl")
     # self-training rounds continue the fine-tuning curves, their steps counted on from the round before
     folders = stage_folders(run_dir)
-    for number, round_dir in enumerate(folders[2:], 1):
+    for number, round_dir in enumerate(folders[2:-1], 1):
         offset = max((r.get("step", 0) for r in view.finetune), default=0)
         view.finetune += [{**r, "step": r.get("step", 0) + offset, "round": f"self-training {number}"}
                           for r in read_jsonl(round_dir / "metrics.jsonl")]
-    statuses = [json.loads((folder / "status.json").read_text()) for folder in folders
-                if (folder / "status.json").exists()]
-    view.status = statuses[-1] if statuses else {}
+    latest = next((folder for folder in reversed(folders) if (folder / "status.json").exists()), None)
+    view.status = json.loads((latest / "status.json").read_text()) if latest else {}
     if (run_dir / "job.json").exists():
         view.job = json.loads((run_dir / "job.json").read_text())
         view.running = is_alive(view.job.get("pid", -1))
         if not view.running and view.status.get("state") in ("running", "stopping"):
-            view.status["state"] = "crashed"
+            # the lexicon stage has no checkpoints: Stop ends it at once, and a resume builds it again
+            view.status["state"] = "stopped" if (latest / "STOP").exists() else "crashed"
     if (run_dir / "train.log").exists():
         with open(run_dir / "train.log", "rb") as handle:
             handle.seek(max(0, handle.seek(0, os.SEEK_END) - 32_768))
@@ -212,10 +213,11 @@ def describe_status(view: RunView) -> str:
     percent = f" ({100 * done / total:.0f}%)" if total else ""
     eta = (f", about {format_seconds(s['eta_s'])} left" if view.running and s.get("state") == "running"
            and s.get("eta_s") is not None else "")
+    if view.running and s.get("state") == "finished":
+        eta = ", starting the next stage"
     stage = STAGES.get(s.get("stage"), s.get("stage", ""))
-    if view.running and s.get("state") == "finished" and s.get("stage") != "pretrain":
-        eta = ", now tagging the corpus with the finished tagger (about a minute per 24,000 lines)"
-    return f"{stage}: {s.get('state', '?')} — step {done}/{total}{percent}{eta} · elapsed {format_seconds(s.get('elapsed_s', 0))} on {s.get('device', '?')}"
+    unit = "line" if s.get("stage") == "lexicon" else "step"
+    return f"{stage}: {s.get('state', '?')} — {unit} {done}/{total}{percent}{eta} · elapsed {format_seconds(s.get('elapsed_s', 0))} on {s.get('device', '?')}"
 
 
 def format_seconds(seconds: float) -> str:

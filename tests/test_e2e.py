@@ -26,6 +26,8 @@ def test_train_predict_evaluate(small_data, tmp_path):
                  "corpus_lexicon.json"):
         assert (tagger / name).exists(), name
     assert 0.0 <= summary["with_lexicon"]["f1"] <= 1.0
+    lexicon_status = json.loads((out / "lexicon" / "status.json").read_text())
+    assert lexicon_status["state"] == "finished" and lexicon_status["step"] == lexicon_status["max_steps"] > 0
     assert 0.0 <= summary["f1"] <= 1.0 and 0.0 <= summary["token_accuracy"] <= 1.0
     # self-training: the first-round tagger tagged the corpus (the test preset keeps every review it finds a dish in)
     pseudo = out / "selftrain" / "round-1" / "pseudo_labels.csv"

@@ -74,3 +74,29 @@ def test_self_training_rounds_continue_the_fine_tuning_curve(tmp_path):
     assert [r["step"] for r in view.finetune] == [1, 2, 3, 4, 5, 6]
     assert [r.get("round") for r in view.finetune][-1] == "self-training 2"
     assert view.status["stage"] == "selftrain" and jobs.describe_status(view).startswith("Self-training: finished")
+
+
+def test_the_corpus_lexicon_stage_shows_its_own_progress(tmp_path):
+    import subprocess
+
+    from albert_dish.engine import ProgressStatus
+
+    run = tmp_path / "r"
+    (run / "finetune").mkdir(parents=True)
+    (run / "finetune" / "status.json").write_text(json.dumps({"stage": "finetune", "state": "finished"}))
+    progress = ProgressStatus(run / "lexicon", "lexicon", every_s=0)
+    progress(600, 2400)
+    view = jobs.read_run("r", tmp_path)
+    view.running = True
+    line = jobs.describe_status(view)
+    assert line.startswith("Corpus lexicon") and "line 600/2400 (25%), about" in line and "left" in line, line
+
+    ended = subprocess.Popen(["true"])
+    ended.wait()  # a pid that no longer runs: the job died while building the lexicon
+    (run / "job.json").write_text(json.dumps({"run": "r", "command": "train", "pid": ended.pid}))
+    assert jobs.read_run("r", tmp_path).status["state"] == "crashed"
+    (run / "lexicon" / "STOP").touch()  # what the Stop button leaves
+    assert jobs.read_run("r", tmp_path).status["state"] == "stopped"
+    progress.finish()
+    status = jobs.read_run("r", tmp_path).status
+    assert (status["stage"], status["state"], status["step"], status["max_steps"]) == ("lexicon", "finished", 600, 2400)
