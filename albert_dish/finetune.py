@@ -59,7 +59,8 @@ class FinetuneConfig:
     # Share of the words outside dishes misspelled each epoch (augment.misspell_words). From the session-7 encoder, 40
     # epochs: 0.05 gave validation / test F1 0.910 / 0.887 against 0.903-0.909 / 0.892-0.895 without (precision up,
     # recall down); with the corpus lexicon 0.929 / 0.910 against 0.917 / 0.906 (session 8, before `apply` replaced
-    # spans inside a match). The session-9 reproduce with it: 0.910 / 0.890 alone, 0.933 / 0.924 with the lexicon.
+    # spans inside a match). The session-9 reproduce with it: 0.910 / 0.890 alone, 0.933 / 0.924 with the lexicon
+    # (session 10, bf16: 0.910 / 0.892 and 0.930 / 0.923).
     typo_rate: float = 0.05
     # Self-training: more rounds on the training rows plus corpus reviews the latest tagger is sure of (0: none).
     # After a full 26-epoch run on data_toy, two rounds (8 and 6 epochs, 4,000 reviews) lifted validation F1
