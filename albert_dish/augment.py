@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import re
 from collections import Counter, defaultdict
+from itertools import accumulate
 
 from albert_dish.data import LabelledReview, Span
 
@@ -31,20 +32,23 @@ class NameMaker:
         if not self.names:
             raise ValueError("NameMaker needs at least one dish name with letters.")
         self.order = order
-        self.next_chars: dict[str, Counter[str]] = defaultdict(Counter)
+        next_chars: dict[str, Counter[str]] = defaultdict(Counter)
         # sorted: the order of a set of strings changes with each process's hash seed, and with it the invented words
         for word in sorted({w.lower() for name in self.names for w in WORD.findall(name) if w.lower() not in GLUE}):
             padded = "^" * order + word + "$"
             for i in range(order, len(padded)):
-                self.next_chars[padded[i - order:i]][padded[i]] += 1
+                next_chars[padded[i - order:i]][padded[i]] += 1
+        # per state: the next characters and their cumulative counts, so each draw skips rebuilding them
+        self.next_chars = {state: (list(counts), list(accumulate(counts.values())))
+                           for state, counts in next_chars.items()}
 
     def word(self, rng: random.Random, max_len: int = 14) -> str:
         """One invented word of 3 to `max_len` letters, never one of `avoid`."""
         for _ in range(50):
             state, out = "^" * self.order, []
             while len(out) < max_len:
-                counts = self.next_chars[state]
-                char = rng.choices(list(counts), list(counts.values()))[0]
+                chars, cumulative = self.next_chars[state]
+                char = rng.choices(chars, cum_weights=cumulative)[0]
                 if char == "$":
                     break
                 out.append(char)

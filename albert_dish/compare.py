@@ -748,15 +748,33 @@ def explain(report: CompareReport) -> str:
                 "ALBERT's size while the layers' arithmetic does not: that is where ALBERT's training speed-up in the "
                 "paper comes from.")
     if report.same_task is not None:
-        scalars = {k: v for k, v in report.same_task.items() if isinstance(v, (int, float, str))}
-        shown = ", ".join(f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}"
-                          for k, v in list(scalars.items())[:8])
-        lines.append(f"- **Same task, both models** ({report.same_task_path}): {shown or 'see the JSON file'}.")
+        lines.append(f"- **Same task, both models** ({Path(report.same_task_path).name}): "
+                     f"{describe_same_task(report.same_task)}")
     else:
         lines.append(f"- **Same task, both models:** no result cached yet ({report.same_task_path}).")
     lines.append(f"\n_Measured with torch {report.machine.torch_version} on {report.machine.device_name}, "
                  f"{report.machine.threads} threads._")
     return "\n".join(lines)
+
+
+def describe_same_task(result: dict) -> str:
+    """One plain sentence on the dish task trained with both models (`reproduce`'s bert-vs-albert.json)."""
+    entries = {kind: result.get(kind) for kind in ("albert", "bert")}
+    if all(isinstance(e, dict) and {"parameters", "val_f1"} <= set(e) for e in entries.values()):
+        a, b = entries["albert"], entries["bert"]
+
+        def unseen(e: dict) -> str:
+            return f" ({e['val_unseen_f1']:.3f} on dishes it was never shown)" if "val_unseen_f1" in e else ""
+
+        text = (f"trained the same way on the same reviews, ALBERT ({a['parameters'] / 1e6:.2f}M parameters) "
+                f"scores validation F1 {a['val_f1']:.3f}{unseen(a)} and BERT ({b['parameters'] / 1e6:.2f}M, "
+                f"{b['parameters'] / a['parameters']:.1f}x as many) {b['val_f1']:.3f}{unseen(b)}.")
+        if "test_f1" in a and "test_f1" in b:
+            text += f" On the test reviews: {a['test_f1']:.3f} vs {b['test_f1']:.3f}."
+        return text + (f" Note: {result['note']}." if result.get("note") else "")
+    scalars = {k: v for k, v in result.items() if isinstance(v, (int, float, str))}
+    shown = ", ".join(f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}" for k, v in list(scalars.items())[:8])
+    return f"{shown or 'see the JSON file'}."
 
 
 def _all_latency_pairs(rows: list[LatencyRow]) -> list[tuple[LatencyRow, LatencyRow]]:

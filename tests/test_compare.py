@@ -182,3 +182,15 @@ def test_app_tables_build(param_rows, latency_rows):
     assert list(same_task_frame(report)["model"]) == ["bert", "albert"]
     report.same_task = {"winner": "bert"}
     assert same_task_frame(report).to_dict("records") == [{"key": "winner", "value": "bert"}]
+
+
+def test_the_same_task_result_reads_as_a_sentence():
+    from albert_dish.compare import describe_same_task
+
+    result = {"command": "x", "note": "one run each",
+              "albert": {"parameters": 727_427, "val_f1": 0.9297, "val_unseen_f1": 0.8695, "test_f1": 0.9229},
+              "bert": {"parameters": 1_636_099, "val_f1": 0.9264, "val_unseen_f1": 0.8666, "test_f1": 0.9179}}
+    text = describe_same_task(result)
+    assert "ALBERT (0.73M parameters) scores validation F1 0.930 (0.870 on dishes" in text, text
+    assert "BERT (1.64M, 2.2x as many) 0.926" in text and "0.923 vs 0.918" in text and "Note: one run each." in text
+    assert describe_same_task({"winner": "bert"}) == "winner: bert."
