@@ -211,7 +211,7 @@ with gr.Blocks(title="albert-dish: find dishes in restaurant reviews") as demo:
                                    type="filepath")
             with gr.Row():
                 preset = gr.Dropdown(["tiny", "small", "base", "test"], value="tiny", label="Preset",
-                                     info="tiny: ~8 min on 2 CPU cores with bf16, ~22 min without; small/base: GPU")
+                                     info="tiny: ~8-9 min on 2 CPU cores with bf16, ~20 min without; small/base: GPU")
                 defaults = jobs.preset_values("tiny")
                 numbers = [gr.Number(label=label, value=value, precision=None if "LR" in label else 0, min_width=120)
                            for label, value in zip(("Pretraining steps", "Fine-tuning epochs", "Pretraining batch",
