@@ -41,10 +41,11 @@ def find_checkpoint(run_dir: Path) -> Path | None:
 
 
 def write_status(run_dir: Path, stage: str, state: str, step: int, total: int, elapsed_s: float,
-                 eta_s: float | None, epoch: float | None = None) -> None:
-    """Write `run_dir/status.json` atomically (what the app shows): stage, state, step of total, elapsed and ETA."""
+                 eta_s: float | None, epoch: float | None = None, unit: str = "step") -> None:
+    """Write `run_dir/status.json` atomically (what the app shows): stage, state, step of total (counted in `unit`s),
+    elapsed and ETA."""
     write_json_atomic(Path(run_dir) / "status.json", dict(
-        stage=stage, state=state, step=step, max_steps=total, epoch=epoch, elapsed_s=round(elapsed_s, 1),
+        stage=stage, state=state, step=step, max_steps=total, unit=unit, epoch=epoch, elapsed_s=round(elapsed_s, 1),
         eta_s=None if eta_s is None else round(eta_s, 1), device=describe_device()))
 
 
@@ -52,12 +53,12 @@ class ProgressStatus:
     """An `on_progress(done, total)` callback for a stage without a Trainer loop (the corpus lexicon): keeps the
     stage's status.json current, at most every `every_s` seconds, and `finish()` marks it finished."""
 
-    def __init__(self, run_dir: Path, stage: str, every_s: float = 2.0):
-        self.run_dir, self.stage, self.every_s = Path(run_dir), stage, every_s
+    def __init__(self, run_dir: Path, stage: str, unit: str, every_s: float = 2.0):
+        self.run_dir, self.stage, self.unit, self.every_s = Path(run_dir), stage, unit, every_s
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.started = self.written = time.monotonic()
         self.done, self.total = 0, 0
-        write_status(self.run_dir, stage, "running", 0, 0, 0.0, None)
+        write_status(self.run_dir, stage, "running", 0, 0, 0.0, None, unit=unit)
 
     def __call__(self, done: int, total: int) -> None:
         self.done, self.total = done, total
@@ -65,11 +66,12 @@ class ProgressStatus:
         if now - self.written >= self.every_s:
             elapsed = now - self.started
             write_status(self.run_dir, self.stage, "running", done, total, elapsed,
-                         elapsed / done * (total - done) if done else None)
+                         elapsed / done * (total - done) if done else None, unit=self.unit)
             self.written = now
 
     def finish(self) -> None:
-        write_status(self.run_dir, self.stage, "finished", self.done, self.total, time.monotonic() - self.started, 0.0)
+        write_status(self.run_dir, self.stage, "finished", self.done, self.total, time.monotonic() - self.started, 0.0,
+                     unit=self.unit)
 
 
 class StageTrainer(Trainer):

@@ -290,7 +290,7 @@ def run_finetune(pretrained_dir: Path, train_csv: Path, val_csv: Path, out_dir: 
     files.update({f"self_training_round_{n}_metrics.jsonl": (rounds[n] / "metrics.jsonl").read_text(encoding="utf-8")
                   for n in range(1, len(results))})
     if corpus is not None and cfg.corpus_lexicon:
-        progress = ProgressStatus(out_dir / "lexicon", "lexicon")
+        progress = ProgressStatus(out_dir / "lexicon", "lexicon", unit="line")
         lexicon = build_corpus_lexicon(DishTagger(model, tokenizer), corpus, val, cfg, progress)
         progress.finish()
         files[FILENAME] = lexicon.to_json()

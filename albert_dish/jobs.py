@@ -176,7 +176,8 @@ def read_run(run_name: str, runs: Path = RUNS, log_lines: int = 15) -> RunView:
     view.finetune = read_jsonl(run_dir / "finetune" / "metrics.jsonl")
     # self-training rounds continue the fine-tuning curves, their steps counted on from the round before
     folders = stage_folders(run_dir)
-    for number, round_dir in enumerate(folders[2:-1], 1):
+    rounds = [folder for folder in folders if folder.parent.name == "selftrain"]
+    for number, round_dir in enumerate(rounds, 1):
         offset = max((r.get("step", 0) for r in view.finetune), default=0)
         view.finetune += [{**r, "step": r.get("step", 0) + offset, "round": f"self-training {number}"}
                           for r in read_jsonl(round_dir / "metrics.jsonl")]
@@ -216,8 +217,7 @@ def describe_status(view: RunView) -> str:
     if view.running and s.get("state") == "finished":
         eta = ", starting the next stage"
     stage = STAGES.get(s.get("stage"), s.get("stage", ""))
-    unit = "line" if s.get("stage") == "lexicon" else "step"
-    return f"{stage}: {s.get('state', '?')} — {unit} {done}/{total}{percent}{eta} · elapsed {format_seconds(s.get('elapsed_s', 0))} on {s.get('device', '?')}"
+    return f"{stage}: {s.get('state', '?')} — {s.get('unit', 'step')} {done}/{total}{percent}{eta} · elapsed {format_seconds(s.get('elapsed_s', 0))} on {s.get('device', '?')}"
 
 
 def format_seconds(seconds: float) -> str:

@@ -84,7 +84,7 @@ def test_the_corpus_lexicon_stage_shows_its_own_progress(tmp_path):
     run = tmp_path / "r"
     (run / "finetune").mkdir(parents=True)
     (run / "finetune" / "status.json").write_text(json.dumps({"stage": "finetune", "state": "finished"}))
-    progress = ProgressStatus(run / "lexicon", "lexicon", every_s=0)
+    progress = ProgressStatus(run / "lexicon", "lexicon", unit="line", every_s=0)
     progress(600, 2400)
     view = jobs.read_run("r", tmp_path)
     view.running = True
